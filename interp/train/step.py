@@ -1,0 +1,73 @@
+"""One jitted update and one evaluation step for classification."""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+
+from interp.train.state import TrainState, variables_of
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+StepFn = Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
+
+
+def make_train_step(module: nn.Module, tx: optax.GradientTransformation) -> StepFn:
+    """`step(state, batch) -> (state, metrics)` for softmax cross-entropy.
+
+    `batch` holds 'image' [b, h, w, c] and 'label' int [b]; `module` takes
+    `train=` and, when training, a 'dropout' key. Metrics are batch means.
+    """
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+        dropout_key = jax.random.fold_in(state.rng, state.step)
+        mutable = list(state.model_state)
+
+        def loss_fn(params):
+            variables = {**variables_of(state), "params": params}
+            logits, new_model_state = module.apply(
+                variables, batch["image"], train=True, rngs={"dropout": dropout_key}, mutable=mutable
+            )
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+            return loss, (logits, new_model_state)
+
+        (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            model_state=dict(model_state),
+            opt_state=opt_state,
+        )
+        metrics = {
+            "loss": loss,
+            "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+            "grad_norm": optax.tree.norm(grads),
+        }
+        return new_state, metrics
+
+    return step
+
+
+def make_eval_step(module: nn.Module) -> Callable[[TrainState, Batch], Metrics]:
+    """`eval_step(state, batch) -> {'correct', 'loss_sum', 'count'}` summed over the batch."""
+
+    def eval_step(state: TrainState, batch: Batch) -> Metrics:
+        logits = module.apply(variables_of(state), batch["image"], train=False)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+        return {
+            "correct": jnp.sum(jnp.argmax(logits, -1) == batch["label"]),
+            "loss_sum": losses.sum(),
+            "count": jnp.asarray(batch["label"].shape[0]),
+        }
+
+    return eval_step
+
+
+def summarize(totals: dict[str, Any]) -> dict[str, float]:
+    """Accuracy and mean loss from summed evaluation counts."""
+    count = float(totals["count"])
+    return {"accuracy": float(totals["correct"]) / count, "loss": float(totals["loss_sum"]) / count}

@@ -1,0 +1,185 @@
+"""The adapter reads and differentiates named layers of Linen, NNX and plain functions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+from flax import nnx
+
+from interp.nets import adapter
+from interp.nets._tap import tap
+
+KEY = jax.random.key(0)
+
+
+def conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def init_params(key):
+    k1, k2 = jax.random.split(key)
+    return {
+        "w1": jax.random.normal(k1, (3, 3, 3, 4)) * 0.3,
+        "w2": jax.random.normal(k2, (4, 5)) * 0.3,
+    }
+
+
+def hand_forward(params, x):
+    """The network written without any marks: the reference."""
+    h = conv(x, params["w1"])
+    r = jnp.maximum(h, 0)
+    g = r.mean(axis=(1, 2))
+    return {"conv": h, "relu": r, "gap": g, "logits": g @ params["w2"]}
+
+
+def tapped(params, x):
+    h = tap(conv(x, params["w1"]), "conv")
+    r = tap(jax.nn.relu(h), "relu")
+    # A nested jit: the adapter must see through call boundaries.
+    g = jax.jit(lambda r: tap(r.mean(axis=(1, 2)), "gap"))(r)
+    return tap(g @ params["w2"], "logits")
+
+
+class LinenNet(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = tap(nn.Conv(4, (3, 3), use_bias=False, name="c")(x), "conv")
+        r = tap(nn.relu(h), "relu")
+        g = tap(r.mean(axis=(1, 2)), "gap")
+        return tap(nn.Dense(5, use_bias=False, name="d")(g), "logits")
+
+
+class NnxNet(nnx.Module):
+    def __init__(self, rngs):
+        self.c = nnx.Conv(3, 4, (3, 3), use_bias=False, rngs=rngs)
+        self.d = nnx.Linear(4, 5, use_bias=False, rngs=rngs)
+
+    def __call__(self, x):
+        h = tap(self.c(x), "conv")
+        r = tap(nnx.relu(h), "relu")
+        g = tap(r.mean(axis=(1, 2)), "gap")
+        return tap(self.d(g), "logits")
+
+
+def three_models():
+    """The same network as a plain function, a Linen module and an NNX module."""
+    params = init_params(KEY)
+    x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3))
+    plain = adapter.from_function(tapped, params, input_spec=(None, None, 3))
+    module = LinenNet()
+    variables = {"params": {"c": {"kernel": params["w1"]}, "d": {"kernel": params["w2"]}}}
+    linen = adapter.from_linen(module, variables)
+    nnx_net = NnxNet(nnx.Rngs(0))
+    nnx_net.c.kernel[...] = params["w1"]
+    nnx_net.d.kernel[...] = params["w2"]
+    return params, x, {"plain": plain, "linen": linen, "nnx": adapter.from_nnx(nnx_net)}
+
+
+@pytest.mark.parametrize("kind", ["plain", "linen", "nnx"])
+def test_activations_equal_hand_written_forward(kind):
+    params, x, models = three_models()
+    model = models[kind]
+    expected = hand_forward(params, x)
+    acts = model.activations(x, ["conv", "relu", "gap", "logits"])
+    for name, value in expected.items():
+        np.testing.assert_allclose(acts[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(model(x), expected["logits"], rtol=1e-5, atol=1e-6)
+    assert model.layer_names(x) == ("conv", "relu", "gap", "logits")
+
+
+@pytest.mark.parametrize("kind", ["plain", "linen", "nnx"])
+def test_grads_equal_explicitly_split_function(kind):
+    params, x, models = three_models()
+    targets = jnp.array([1, 3])
+
+    def score(logits):
+        return logits[jnp.arange(2), targets]
+
+    scores, acts, grads = models[kind].activations_and_grads(x, ["relu", "gap"], score)
+
+    # Split by hand: the head from 'relu' on, and the head from 'gap' on.
+    def head_from_relu(r):
+        return score(r.mean(axis=(1, 2)) @ params["w2"]).sum()
+
+    def head_from_gap(g):
+        return score(g @ params["w2"]).sum()
+
+    ref = hand_forward(params, x)
+    np.testing.assert_allclose(scores, score(ref["logits"]), rtol=1e-5)
+    np.testing.assert_allclose(acts["relu"], ref["relu"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grads["relu"], jax.grad(head_from_relu)(ref["relu"]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grads["gap"], jax.grad(head_from_gap)(ref["gap"]), rtol=1e-5, atol=1e-7)
+
+
+def test_per_example_grads_do_not_mix():
+    params, x, models = three_models()
+    model = models["plain"]
+
+    def score(logits):
+        return logits[:, 0]
+
+    _, _, both = model.activations_and_grads(x, "conv", score)
+    _, _, first = model.activations_and_grads(x[:1], "conv", score)
+    np.testing.assert_allclose(both["conv"][:1], first["conv"], rtol=1e-5, atol=1e-7)
+
+
+def test_jit_vmap_and_eager_agree():
+    _, x, models = three_models()
+    model = models["linen"]
+    eager = model.activations(x, "relu")["relu"]
+    jitted = jax.jit(lambda m, x: m.activations(x, "relu"))(model, x)["relu"]
+    per_example = jax.vmap(lambda xi: model.activations(xi[None], "relu")["relu"][0])(x)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(per_example, eager, rtol=1e-6, atol=1e-7)
+
+
+def test_model_is_a_pytree_of_its_params():
+    params, x, models = three_models()
+    model = models["plain"]
+    assert len(jax.tree.leaves(model)) == len(jax.tree.leaves(params))
+    doubled = jax.tree.map(lambda p: 2 * p, model)
+    assert isinstance(doubled, adapter.Model)
+    np.testing.assert_allclose(doubled.params["w2"], 2 * params["w2"])
+    zeroed = model.replace(params=jax.tree.map(jnp.zeros_like, params))
+    np.testing.assert_array_equal(zeroed(x), 0.0)
+
+
+def test_unknown_layer_lists_known_names():
+    _, x, models = three_models()
+    with pytest.raises(ValueError, match=r"unknown layer 'conv9'; known layers: conv, relu, gap, logits"):
+        models["linen"].activations(x, ["relu", "conv9"])
+
+
+def test_bad_input_is_named():
+    _, x, models = three_models()
+    model = models["plain"]
+    with pytest.raises(ValueError, match=r"x: expected shape \[batch, \*, \*, 3\], got \[6, 6, 3\]"):
+        model(x[0])
+    with pytest.raises(ValueError, match=r"x: expected shape"):
+        model(x[..., :2])
+    with pytest.raises(ValueError, match="x: contains NaN"):
+        model(x.at[0, 0, 0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match="x: expected a floating-point array"):
+        model(x.astype(jnp.int32))
+    with pytest.raises(ValueError, match="score_fn: expected per-example scores"):
+        model.activations_and_grads(x, "gap", lambda logits: logits)
+
+
+def test_repeated_layer_names_are_rejected():
+    def twice(x):
+        return tap(tap(x, "same") * 2, "same")
+
+    with pytest.raises(ValueError, match="repeated: same"):
+        adapter.from_function(twice).activations(jnp.ones((1, 2)), "same")
+
+
+def test_layer_inside_control_flow_is_a_clear_error():
+    def scanned(x):
+        def body(carry, _):
+            return tap(carry * 2, "inner"), None
+
+        return jax.lax.scan(body, x, None, length=2)[0]
+
+    with pytest.raises(NotImplementedError, match="inside 'scan'"):
+        adapter.from_function(scanned).activations(jnp.ones((1, 2)), "inner")

@@ -1,0 +1,162 @@
+"""The training loop: learns, resumes bit-for-bit, shards, and fails loudly."""
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen as nn
+
+from interp import train as trainlib
+
+BATCH = 16
+
+
+class TinyNet(nn.Module):
+    """Exercises every kind of state the loop carries: params, batch stats, dropout."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Conv(8, (3, 3), use_bias=False)(x)  # a bias before BatchNorm has no gradient
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = nn.relu(x).mean(axis=(1, 2))
+        x = nn.Dropout(0.1, deterministic=not train)(x)
+        return nn.Dense(3)(x)
+
+
+def batch_fn(step, rows=slice(None)):
+    """A learnable task: the label is the colour channel lifted above the noise."""
+    noise_key, label_key = jax.random.split(jax.random.fold_in(jax.random.key(42), step))
+    labels = jax.random.randint(label_key, (BATCH,), 0, 3)
+    images = 0.5 * jax.random.uniform(noise_key, (BATCH, 8, 8, 3)) + 0.3 * jax.nn.one_hot(labels, 3)[:, None, None]
+    return {"image": images[rows], "label": labels[rows]}
+
+
+def run(workdir, num_steps, mesh=None, batches=batch_fn, **kw):
+    return trainlib.train(
+        TinyNet(),
+        optax.adam(1e-2),
+        batches,
+        num_steps=num_steps,
+        batch_size=BATCH,
+        workdir=workdir,
+        sample_input=jnp.zeros((BATCH, 8, 8, 3)),
+        checkpoint_every=kw.pop("checkpoint_every", 5),
+        log_every=5,
+        mesh=mesh,
+        progress=False,
+        **kw,
+    )
+
+
+def assert_bit_identical(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_loss_decreases(tmp_path):
+    run(tmp_path, 60)
+    records = [r for r in trainlib.read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
+    assert [r["step"] for r in records] == list(range(5, 61, 5))
+    assert records[-1]["loss"] < 0.6 * records[0]["loss"]
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight = run(tmp_path / "straight", 20)
+    run(tmp_path / "halves", 10)
+    resumed = run(tmp_path / "halves", 20)
+    assert int(resumed.step) == 20
+    assert_bit_identical(straight, resumed)
+    steps = [(r["step"], r["split"]) for r in trainlib.read_metrics(tmp_path / "halves" / "metrics.jsonl")]
+    assert len(steps) == len(set(steps))
+
+
+def test_interrupted_run_loses_nothing_and_resumes_identically(tmp_path):
+    def interrupted(step, rows):
+        if step == 13:
+            raise KeyboardInterrupt
+        return batch_fn(step, rows)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "stopped", 20, batches=interrupted)
+    checkpoints = trainlib.Checkpoints(tmp_path / "stopped" / "checkpoints", every=5)
+    assert checkpoints.latest_step() == 13
+    checkpoints.close()
+    resumed = run(tmp_path / "stopped", 20)
+    assert_bit_identical(run(tmp_path / "straight", 20), resumed)
+
+
+def test_mesh_of_eight_equals_one_device(tmp_path):
+    assert jax.device_count() == 8, "conftest forces 8 CPU devices"
+    one = run(tmp_path / "one", 1, mesh=trainlib.data_mesh(jax.devices()[:1]))
+    eight = run(tmp_path / "eight", 1, mesh=trainlib.data_mesh())
+    assert len(eight.params["Conv_0"]["kernel"].sharding.device_set) == 8
+    # Only the order of the batch reductions differs: float32 round-off.
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_must_split_over_devices(tmp_path):
+    with pytest.raises(ValueError, match="batch_size: expected a multiple of the 8 devices"):
+        trainlib.train(
+            TinyNet(), optax.adam(1e-2), batch_fn, num_steps=1, batch_size=12, workdir=tmp_path,
+            sample_input=jnp.zeros((12, 8, 8, 3)), progress=False,
+        )
+
+
+def test_nan_loss_stops_the_run_without_checkpointing_it(tmp_path):
+    def poisoned(step, rows):
+        batch = batch_fn(step, rows)
+        return batch if step < 5 else {**batch, "image": batch["image"] * jnp.nan}
+
+    with pytest.raises(FloatingPointError, match="at step 10"):
+        run(tmp_path, 20, batches=poisoned)
+    checkpoints = trainlib.Checkpoints(tmp_path / "checkpoints", every=5)
+    assert checkpoints.latest_step() == 5
+
+
+def test_missing_and_corrupt_checkpoints_are_named(tmp_path):
+    like = jax.device_get(run(tmp_path / "ok", 5))
+    empty = trainlib.Checkpoints(tmp_path / "empty", every=5)
+    with pytest.raises(FileNotFoundError, match="no checkpoint in .*empty"):
+        empty.restore(like)
+    empty.close()
+
+    step_dir = tmp_path / "ok" / "checkpoints" / "5"
+    for path in step_dir.rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name:
+            path.write_bytes(b"not a checkpoint" * 4)
+    corrupt = trainlib.Checkpoints(tmp_path / "ok" / "checkpoints", every=5)
+    with pytest.raises(trainlib.CheckpointError, match=r"checkpoints/5 could not be restored"):
+        corrupt.restore(like)
+    corrupt.close()
+
+
+def test_checkpoint_of_a_different_model_is_an_error(tmp_path):
+    run(tmp_path, 5)
+
+    class Wider(TinyNet):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            return nn.Dense(3)(nn.Conv(16, (3, 3))(x).mean(axis=(1, 2)))
+
+    with pytest.raises(trainlib.CheckpointError, match="could not be restored"):
+        trainlib.train(
+            Wider(), optax.adam(1e-2), batch_fn, num_steps=6, batch_size=BATCH, workdir=tmp_path,
+            sample_input=jnp.zeros((BATCH, 8, 8, 3)), progress=False,
+        )
+
+
+def test_evaluator_counts_every_example(tmp_path):
+    state = run(tmp_path, 30)
+    evaluate = trainlib.make_evaluator(TinyNet(), batch_fn, num_batches=3, batch_size=BATCH)
+    result = evaluate(state)
+    logits = jnp.concatenate([
+        TinyNet().apply(trainlib.variables_of(state), batch_fn(i)["image"]) for i in range(3)
+    ])
+    labels = jnp.concatenate([batch_fn(i)["label"] for i in range(3)])
+    assert result["accuracy"] == pytest.approx(float(jnp.mean(jnp.argmax(logits, -1) == labels)))
+    assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 30
