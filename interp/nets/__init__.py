@@ -1,0 +1,41 @@
+"""The model zoo, layer names and weight import.
+
+Every zoo model is a Flax Linen module called as `apply(variables, x, train)` on
+NHWC images, and marks its layer outputs with `tap(x, name)`; the names follow
+the papers (VGG-16 `conv5_3`, ResNet `layer4.1.conv2`, ...).
+"""
+
+from interp.nets._tap import tap
+from interp.nets.adapter import Model, as_model, check_input, from_function, from_linen, from_nnx
+from interp.nets.alexnet import AlexNet
+from interp.nets.resnet import BasicBlock, Bottleneck, ResNet, ResNet18, ResNet50
+from interp.nets.small_cnn import SmallCNN
+from interp.nets.vgg import VGG16, VGGM, VGGS, ChatfieldCNN
+from interp.nets.weights import from_torchvision, load_torchvision_state_dict
+from interp.nets.zoo import create, names, paper_input_size
+
+__all__ = [
+    "Model",
+    "as_model",
+    "check_input",
+    "from_function",
+    "from_linen",
+    "from_nnx",
+    "AlexNet",
+    "BasicBlock",
+    "Bottleneck",
+    "ChatfieldCNN",
+    "ResNet",
+    "ResNet18",
+    "ResNet50",
+    "SmallCNN",
+    "VGG16",
+    "VGGM",
+    "VGGS",
+    "create",
+    "from_torchvision",
+    "load_torchvision_state_dict",
+    "names",
+    "paper_input_size",
+    "tap",
+]

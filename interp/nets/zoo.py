@@ -1,0 +1,53 @@
+"""The model zoo: every network by name, with the input size of its paper."""
+
+from collections.abc import Callable
+
+import flax.linen as nn
+
+from interp.nets.alexnet import AlexNet
+from interp.nets.resnet import ResNet18, ResNet50
+from interp.nets.small_cnn import SmallCNN
+from interp.nets.vgg import VGG16, VGGM, VGGS
+
+# name -> (constructor taking num_classes and keyword attributes, paper input side)
+_REGISTRY: dict[str, tuple[Callable[..., nn.Module], int]] = {
+    "small_cnn": (SmallCNN, 64),
+    "alexnet": (AlexNet, 227),
+    "vgg16": (VGG16, 224),
+    "vgg_m": (VGGM, 224),
+    "vgg_s": (VGGS, 224),
+    "resnet18": (ResNet18, 224),
+    "resnet50": (ResNet50, 224),
+}
+
+
+def names() -> tuple[str, ...]:
+    """Names of all zoo models, in a stable order."""
+    return tuple(_REGISTRY)
+
+
+def _lookup(name: str) -> tuple[Callable[..., nn.Module], int]:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def create(name: str, num_classes: int = 1000, **kw) -> nn.Module:
+    """Builds zoo model `name`, e.g. `create("vgg16", num_classes=200)`.
+
+    Args:
+      name: one of `names()`.
+      num_classes: number of output logits.
+      **kw: further module attributes (e.g. `dropout=0.0`, `channels=...`).
+
+    Returns:
+      An unbound Flax Linen module called as `module.apply(variables, x,
+      train=False)` on images [B, H, W, 3].
+    """
+    return _lookup(name)[0](num_classes=num_classes, **kw)
+
+
+def paper_input_size(name: str) -> tuple[int, int]:
+    """(H, W) input size of model `name` in its paper (227 for AlexNet, 64 for SmallCNN)."""
+    side = _lookup(name)[1]
+    return side, side
