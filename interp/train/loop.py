@@ -85,7 +85,7 @@ def train(
         donate_argnums=0,
     )
     eval_every = eval_every or num_steps
-    bar = tqdm(total=num_steps, initial=start, disable=not progress, desc=workdir.name)
+    bar = tqdm(total=num_steps, initial=start, disable=not progress, desc=workdir.name, mininterval=2.0)
     last_time, last_step = time.perf_counter(), start
     try:
         for step in range(start, num_steps):

@@ -53,15 +53,20 @@ def make_train_step(module: nn.Module, tx: optax.GradientTransformation) -> Step
 
 
 def make_eval_step(module: nn.Module) -> Callable[[TrainState, Batch], Metrics]:
-    """`eval_step(state, batch) -> {'correct', 'loss_sum', 'count'}` summed over the batch."""
+    """`eval_step(state, batch) -> {'correct', 'loss_sum', 'count'}` summed over the batch.
+
+    An optional `batch['weight']` [b] (1 for real rows, 0 for padding) lets a
+    fixed-shape batch hold the remainder of a dataset.
+    """
 
     def eval_step(state: TrainState, batch: Batch) -> Metrics:
         logits = module.apply(variables_of(state), batch["image"], train=False)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+        weight = batch.get("weight", jnp.ones_like(losses))
         return {
-            "correct": jnp.sum(jnp.argmax(logits, -1) == batch["label"]),
-            "loss_sum": losses.sum(),
-            "count": jnp.asarray(batch["label"].shape[0]),
+            "correct": jnp.sum(weight * (jnp.argmax(logits, -1) == batch["label"])),
+            "loss_sum": jnp.sum(weight * losses),
+            "count": jnp.sum(weight),
         }
 
     return eval_step

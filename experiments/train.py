@@ -1,0 +1,211 @@
+"""Train a zoo model on SynthParts or on a real dataset found on disk.
+
+    python -m experiments.train --config small_cnn_synthparts --workdir runs/small_cnn
+    python -m experiments.train --config experiments/configs/small_cnn_synthparts.py \
+        --workdir runs/x --set steps=500 --set learning_rate=1e-3
+
+`--config` is a module in experiments/configs (or a path to a .py file) whose
+`get_config()` returns a `TrainConfig`; `--set field=value` overrides a field.
+Rerunning with the same workdir resumes from its latest checkpoint.
+"""
+
+import argparse
+import dataclasses
+import functools
+import importlib
+import importlib.util
+import json
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from interp import train as trainlib
+from interp.data import SynthParts
+from interp.nets import zoo
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What to train, on what, for how long."""
+
+    model: str = "small_cnn"
+    dataset: str = "synthparts"  # "synthparts", "cub" (a CUB_200_2011 folder) or "tfds:<name>"
+    data_dir: str = ""  # the dataset's folder (real datasets only; nothing is downloaded)
+    image_size: int = 64
+    num_classes: int = 6  # SynthParts only: a real dataset brings its own
+    clutter: float = 0.5  # SynthParts only
+    batch_size: int = 64
+    steps: int = 3000
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 1e-4
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    eval_every: int = 500
+    eval_batches: int = 32  # a real test split is evaluated once at most, whole if it fits
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """Batches for training and evaluation, each a pure function of its index."""
+
+    train: trainlib.loop.BatchFn
+    eval: trainlib.loop.BatchFn
+    num_classes: int
+    eval_batches: int
+
+
+def synthparts_data(config: TrainConfig) -> Data:
+    train_set = SynthParts(
+        seed=config.seed, image_size=config.image_size, num_classes=config.num_classes, clutter=config.clutter
+    )
+    # Another seed is another stream of examples from the same distribution.
+    eval_set = dataclasses.replace(train_set, seed=config.seed + 1)
+    size = config.batch_size
+
+    def batches(dataset: SynthParts) -> trainlib.loop.BatchFn:
+        def batch_fn(index: int, rows: slice) -> dict[str, Any]:
+            indices = index * size + jnp.arange(size, dtype=jnp.int32)[rows]
+            batch = dataset.batch(indices)
+            return {"image": batch["image"], "label": batch["label"]}
+
+        return batch_fn
+
+    return Data(batches(train_set), batches(eval_set), config.num_classes, config.eval_batches)
+
+
+def source_data(config: TrainConfig, train_source: Any, eval_source: Any) -> Data:
+    """Batches from a reader with `batch(indices, image_size)` (CUB, tfds).
+
+    The training stream visits the examples epoch after epoch, each epoch in an
+    order drawn from (seed, epoch), so the batch of a step depends on the step
+    alone, as resuming requires; batches run across epoch boundaries.
+    """
+    size = config.batch_size
+
+    @functools.lru_cache(maxsize=4)
+    def epoch_order(epoch: int) -> np.ndarray:
+        return np.random.default_rng([config.seed, epoch]).permutation(len(train_source))
+
+    def train_fn(step: int, rows: slice) -> dict[str, Any]:
+        positions = step * size + np.arange(size)[rows]
+        epochs, offsets = np.divmod(positions, len(train_source))
+        indices = [epoch_order(int(e))[o] for e, o in zip(epochs, offsets)]
+        return _image_label(train_source.batch(indices, image_size=config.image_size))
+
+    def eval_fn(index: int, rows: slice) -> dict[str, Any]:
+        # The last batch is padded with example 0 at weight 0: every example counts once.
+        positions = (index * size + np.arange(size))[rows]
+        real = positions < len(eval_source)
+        batch = _image_label(eval_source.batch(np.where(real, positions, 0), image_size=config.image_size))
+        return {**batch, "weight": real.astype(np.float32)}
+
+    eval_batches = min(config.eval_batches, -(-len(eval_source) // size))
+    return Data(train_fn, eval_fn, train_source.num_classes, eval_batches)
+
+
+def _image_label(batch: dict[str, Any]) -> dict[str, Any]:
+    return {"image": np.asarray(batch["image"], np.float32), "label": np.asarray(batch["label"], np.int32)}
+
+
+def make_data(config: TrainConfig) -> Data:
+    """The config's dataset: SynthParts, or a real one read from `data_dir`."""
+    if config.dataset == "synthparts":
+        return synthparts_data(config)
+    if config.dataset == "cub":
+        from interp.data import CUB200
+
+        return source_data(config, CUB200(config.data_dir, split="train"), CUB200(config.data_dir, split="test"))
+    if config.dataset.startswith("tfds:"):
+        from interp.data import tfds_source
+
+        name = config.dataset.removeprefix("tfds:")
+        return source_data(
+            config,
+            tfds_source(name, split="train", data_dir=config.data_dir),
+            tfds_source(name, split="test", data_dir=config.data_dir),
+        )
+    raise ValueError(f"dataset: expected 'synthparts', 'cub' or 'tfds:<name>', got {config.dataset!r}")
+
+
+def optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, config.learning_rate, config.warmup_steps, max(config.steps, config.warmup_steps + 1)
+    )
+    return optax.adamw(schedule, weight_decay=config.weight_decay)
+
+
+def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True) -> dict[str, Any]:
+    """Trains (or resumes) the run in `workdir`; returns the final validation metrics."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    data = make_data(config)
+    module = zoo.create(config.model, num_classes=data.num_classes)
+    evaluate = trainlib.make_evaluator(module, data.eval, data.eval_batches, config.batch_size)
+    state = trainlib.train(
+        module,
+        optimizer(config),
+        data.train,
+        num_steps=config.steps,
+        batch_size=config.batch_size,
+        workdir=workdir,
+        sample_input=jnp.zeros((1, config.image_size, config.image_size, 3)),
+        seed=config.seed,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+        eval_fn=evaluate,
+        eval_every=config.eval_every,
+        progress=progress,
+    )
+    return evaluate(state)
+
+
+def load_config(name_or_path: str, overrides: list[str]) -> TrainConfig:
+    """`get_config()` of a module in experiments/configs or of a .py file, with `field=value` overrides."""
+    if name_or_path.endswith(".py"):
+        spec = importlib.util.spec_from_file_location("config", name_or_path)
+        if spec is None or not pathlib.Path(name_or_path).exists():
+            raise FileNotFoundError(f"--config: no such file {name_or_path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(f"experiments.configs.{name_or_path}")
+    config = module.get_config()
+    return dataclasses.replace(config, **dict(_parse_override(config, o) for o in overrides))
+
+
+def _parse_override(config: Any, override: str) -> tuple[str, Any]:
+    key, sep, value = override.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    if not sep or key not in fields:
+        raise ValueError(f"--set: expected field=value with field one of {', '.join(fields)}; got {override!r}")
+    kind: Callable[[str], Any] = type(getattr(config, key))
+    return key, kind(value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="config module name or .py path")
+    parser.add_argument("--workdir", required=True, help="run folder (resumed if it has checkpoints)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: call jax.distributed.initialize() (coordinator read from the environment)",
+    )
+    args = parser.parse_args(argv)
+    if args.distributed:
+        jax.distributed.initialize()
+    config = load_config(args.config, args.set)
+    print(json.dumps(run(config, args.workdir)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""`python -m experiments.train`: configs, SynthParts and real folders, resuming."""
+
+import dataclasses
+
+import pytest
+
+from experiments import train as experiment
+from interp.train import Checkpoints, read_metrics
+from tests.data.fixtures import write_cub
+
+SHORT = ["batch_size=16", "eval_batches=1", "log_every=10", "checkpoint_every=10", "eval_every=1000"]
+
+
+def test_config_overrides_are_typed_and_checked(tmp_path):
+    config = experiment.load_config("small_cnn_synthparts", ["steps=7", "learning_rate=0.01"])
+    assert (config.steps, config.learning_rate, config.model) == (7, 0.01, "small_cnn")
+    with pytest.raises(ValueError, match="--set: expected field=value with field one of model, dataset"):
+        experiment.load_config("small_cnn_synthparts", ["step=7"])
+    with pytest.raises(FileNotFoundError, match="--config: no such file"):
+        experiment.load_config(str(tmp_path / "missing.py"), [])
+
+
+def test_synthparts_run_resumes_where_it_stopped(tmp_path):
+    args = ["--config", "small_cnn_synthparts", "--workdir", str(tmp_path)]
+    sets = [a for s in SHORT for a in ("--set", s)]
+    experiment.main(args + sets + ["--set", "steps=20"])
+    experiment.main(args + sets + ["--set", "steps=30"])
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records if r["split"] == "train"] == [10, 20, 30]
+    assert [r["step"] for r in records if r["split"] == "val"] == [20, 30]
+    checkpoints = Checkpoints(tmp_path / "checkpoints", every=10)
+    assert checkpoints.latest_step() == 30
+    checkpoints.close()
+    assert '"steps": 30' in (tmp_path / "config.json").read_text()
+
+
+def test_trains_on_a_cub_folder_with_its_own_classes(tmp_path):
+    truth = write_cub(tmp_path / "CUB_200_2011", num_classes=3, num_images=8)
+    config = dataclasses.replace(
+        experiment.load_config("small_cnn_synthparts", SHORT),
+        dataset="cub",
+        data_dir=str(tmp_path / "CUB_200_2011"),
+        image_size=32,
+        batch_size=8,
+        steps=2,
+    )
+    data = experiment.make_data(config)
+    assert data.num_classes == 3
+    batch = data.train(0, slice(None))
+    assert batch["image"].shape == (8, 32, 32, 3) and set(batch["label"]) <= {0, 1, 2}
+    # 4 training images, batch 8: one batch holds every image twice, in two epoch orders.
+    assert sorted(batch["label"]) == sorted(2 * [truth["labels"][i] for i in range(0, 8, 2)])
+    # 4 test images: evaluated once each, in one padded batch.
+    assert data.eval_batches == 1 and data.eval(0, slice(None))["weight"].sum() == 4
+    result = experiment.run(config, tmp_path / "run", progress=False)
+    last = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert (last["step"], last["split"], last["accuracy"]) == (2, "val", result["accuracy"])
+    assert len(truth["labels"]) == 8
+
+
+def test_unknown_dataset_is_named(tmp_path):
+    config = dataclasses.replace(experiment.load_config("small_cnn_synthparts", []), dataset="imagenet")
+    with pytest.raises(ValueError, match="dataset: expected 'synthparts', 'cub' or 'tfds:<name>', got 'imagenet'"):
+        experiment.make_data(config)
