@@ -85,7 +85,7 @@ def train(
         donate_argnums=0,
     )
     eval_every = eval_every or num_steps
-    bar = tqdm(total=num_steps, initial=start, disable=not progress, desc=workdir.name, mininterval=2.0)
+    bar = tqdm(total=num_steps, initial=start, disable=not progress or jax.process_index() != 0, desc=workdir.name, mininterval=2.0)
     last_time, last_step = time.perf_counter(), start
     try:
         for step in range(start, num_steps):
@@ -151,11 +151,15 @@ class MetricsLog:
     """Appends metrics as JSON lines, first dropping lines past the resumed step.
 
     A run stopped between checkpoints repeats the steps after its last one;
-    dropping their old lines keeps the log one line per (step, split).
+    dropping their old lines keeps the log one line per (step, split). Only
+    process 0 writes: one log per run, not one per host.
     """
 
     def __init__(self, path: pathlib.Path, resume_step: int):
         self.path = path
+        self.enabled = jax.process_index() == 0
+        if not self.enabled:
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         kept = []
         if path.exists():
@@ -163,8 +167,9 @@ class MetricsLog:
         path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, step: int, split: str, values: dict[str, float]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": step, "split": split, **values}) + "\n")
 
 
 def read_metrics(path: str | pathlib.Path) -> list[dict[str, Any]]:
