@@ -1,0 +1,4 @@
+"""Attribution methods as function transforms: `method(fn, ...)(x, target)`.
+
+See `interp.attribution._core` for the conventions every method follows.
+"""

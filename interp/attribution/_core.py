@@ -1,0 +1,108 @@
+"""What every attribution method shares: targets, scores, and input gradients.
+
+A method is a transform in the style of `jax.grad`: `method(fn, **options)`
+returns `attribute(x, target=None, ...)`, pure, batch-first, `jit`/`vmap`-able.
+
+`fn` is any JAX callable on a batch `x` [b, ...]:
+  * with `target=None`, `fn(x)` returns per-example scores [b];
+  * otherwise `fn(x)` returns logits [b, classes] and `target` picks the score:
+    an int (the same class for every example), int [b] (one class each), or
+    int [b, k] (k classes each, e.g. every class, sharing one forward pass).
+
+Attributions have the shape of `x` ([b, ...]), or [b, k, ...] for a [b, k] target.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from interp.nets.adapter import Model, check_input
+
+ScoreFn = Callable[[jax.Array], jax.Array]
+Target = int | jax.Array | np.ndarray | None
+
+
+def check_batch(fn: Any, x: jax.Array, name: str = "x") -> jax.Array:
+    """Checks `x` as a batch for `fn`: the model's input spec if it has one, else rank >= 2.
+
+    NaN and infinity are rejected where `x` is concrete (see `check_input`).
+    """
+    spec = fn.input_spec if isinstance(fn, Model) else None
+    if spec is None and np.ndim(x) < 2:
+        raise ValueError(f"{name}: expected a batch [b, ...] of rank >= 2, got shape {list(np.shape(x))}")
+    return check_input(x, spec, name)
+
+
+def normalize_target(target: Target, batch: int) -> jax.Array | None:
+    """`target` as int32 [b] or [b, k] (None stays None); checks its shape."""
+    if target is None:
+        return None
+    target = jnp.asarray(target)
+    if not jnp.issubdtype(target.dtype, jnp.integer):
+        raise ValueError(f"target: expected integer class indices, got dtype {target.dtype}")
+    if target.ndim == 0:
+        return jnp.full((batch,), target, jnp.int32)
+    if target.ndim in (1, 2) and target.shape[0] == batch:
+        return target.astype(jnp.int32)
+    raise ValueError(f"target: expected an int, [b] or [b, k] with b={batch}, got shape {list(target.shape)}")
+
+
+def select_scores(outputs: jax.Array, target: jax.Array | None) -> jax.Array:
+    """Per-example scores [b] (or [b, k]) from `fn`'s outputs and a normalized target.
+
+    Raises:
+      ValueError: outputs of the wrong shape, or (when concrete) a target out of range.
+    """
+    if target is None:
+        if outputs.ndim != 1:
+            raise ValueError(
+                f"fn: expected per-example scores [b] when no target is given, got shape "
+                f"{list(outputs.shape)}; pass target= to pick a class from logits"
+            )
+        return outputs
+    if outputs.ndim != 2:
+        raise ValueError(f"fn: expected logits [b, classes] with a target, got shape {list(outputs.shape)}")
+    classes = outputs.shape[1]
+    if not isinstance(target, jax.core.Tracer):
+        bad = np.asarray(target)
+        if bad.size and (bad.min() < 0 or bad.max() >= classes):
+            raise ValueError(f"target: class indices must lie in [0, {classes}); got {bad.min()}..{bad.max()}")
+    if target.ndim == 1:
+        return jnp.take_along_axis(outputs, target[:, None], axis=1)[:, 0]
+    return jnp.take_along_axis(outputs, target, axis=1)
+
+
+def score_fn(fn: ScoreFn, target: Target, batch: int) -> ScoreFn:
+    """`x -> scores` [b] (or [b, k]) for `fn` and `target`."""
+    target = normalize_target(target, batch)
+    return lambda x: select_scores(fn(x), target)
+
+
+def input_gradients(fn: ScoreFn, x: jax.Array, target: Target = None) -> tuple[jax.Array, jax.Array]:
+    """Scores and their gradients with respect to the input, per example.
+
+    Returns:
+      `(scores, grads)`: scores [b] and grads [b, ...] like `x`; or, for a
+      [b, k] target, scores [b, k] and grads [b, k, ...] from one forward pass
+      (one VJP per target column, vmapped).
+    """
+    scores_of = score_fn(fn, target, np.shape(x)[0])
+    scores, pullback = jax.vjp(scores_of, x)
+    return scores, pull_back_each(pullback, scores)
+
+
+def pull_back_each(pullback: Callable, scores: jax.Array) -> jax.Array:
+    """Per-example gradients through `pullback` of the scores [b] or [b, k].
+
+    Examples are independent, so a cotangent of ones gives each example its
+    own gradient; k targets become k one-hot cotangents, vmapped.
+    """
+    if scores.ndim == 1:
+        return pullback(jnp.ones_like(scores))[0]
+    k = scores.shape[1]
+    cotangents = jnp.eye(k, dtype=scores.dtype)[:, None, :] * jnp.ones_like(scores)[None]  # [k, b, k]
+    grads = jax.vmap(lambda ct: pullback(ct)[0])(cotangents)  # [k, b, ...]
+    return jnp.moveaxis(grads, 0, 1)

@@ -1,0 +1,1 @@
+"""Evaluation of attributions and interpretable models."""
