@@ -167,6 +167,28 @@ def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True)
     return evaluate(state)
 
 
+def restore(workdir: str | pathlib.Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
+    """The config, module and trained variables of the run in `workdir` (latest checkpoint).
+
+    Raises:
+      FileNotFoundError: `workdir` has no config.json or no checkpoint.
+    """
+    workdir = pathlib.Path(workdir)
+    if not (workdir / "config.json").exists():
+        raise FileNotFoundError(f"workdir: {workdir / 'config.json'} not found; is {workdir} a training run?")
+    config = TrainConfig(**json.loads((workdir / "config.json").read_text()))
+    num_classes = make_data(config).num_classes
+    module = zoo.create(config.model, num_classes=num_classes)
+    sample = jnp.zeros((1, config.image_size, config.image_size, 3))
+    like = trainlib.create_train_state(module, optimizer(config), sample, config.seed)
+    checkpoints = trainlib.Checkpoints(workdir / "checkpoints", every=config.checkpoint_every)
+    try:
+        state = checkpoints.restore(like)
+    finally:
+        checkpoints.close()
+    return config, module, trainlib.variables_of(state)
+
+
 def load_config(name_or_path: str, overrides: list[str]) -> TrainConfig:
     """`get_config()` of a module in experiments/configs or of a .py file, with `field=value` overrides."""
     if name_or_path.endswith(".py"):

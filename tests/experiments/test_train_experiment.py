@@ -33,6 +33,14 @@ def test_synthparts_run_resumes_where_it_stopped(tmp_path):
     checkpoints.close()
     assert '"steps": 30' in (tmp_path / "config.json").read_text()
 
+    # The restored weights are the ones that were evaluated at step 30.
+    config, module, variables = experiment.restore(tmp_path)
+    batch = experiment.make_data(config).eval(0, slice(None))
+    logits = module.apply(variables, batch["image"])
+    assert float((logits.argmax(-1) == batch["label"]).mean()) == pytest.approx(records[-1]["accuracy"])
+    with pytest.raises(FileNotFoundError, match="config.json not found"):
+        experiment.restore(tmp_path / "nothing")
+
 
 def test_trains_on_a_cub_folder_with_its_own_classes(tmp_path):
     truth = write_cub(tmp_path / "CUB_200_2011", num_classes=3, num_images=8)
