@@ -15,7 +15,7 @@ from jax.extend import core as jcore
 # Call-like primitives whose body is evaluated inline when it holds a selected
 # equation. Inlining a jit or remat boundary changes neither values nor
 # gradients; within an outer jit it changes nothing at all.
-_INLINABLE = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "checkpoint"})
+INLINABLE = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "remat2", "checkpoint"})
 
 Selector = Callable[[jcore.JaxprEqn], bool]
 Rule = Callable[[jcore.JaxprEqn, list[Any]], list[Any]]
@@ -98,7 +98,7 @@ def _holds_selected(eqn, select) -> bool:
 
 def _eval_inline(eqn, invals, select, rule):
     name = eqn.primitive.name
-    if name not in _INLINABLE:
+    if name not in INLINABLE:
         raise NotImplementedError(
             f"an equation to rewrite sits inside '{name}' (control flow or a custom "
             "derivative); only jit, closed_call and remat bodies can be rewritten. "

@@ -1,0 +1,239 @@
+"""Deconvnet and guided-backprop ReLUs, installed in any function by rewriting its jaxpr.
+
+Deconvnet (Zeiler & Fergus, 2014) and guided backpropagation (Springenberg et
+al., 2015) are the gradient with a different backward rule for ReLU; max-pools
+keep their switches, which is what JAX's own max-pool derivative already does.
+With `y = relu(x)` and `g = dL/dy`, the signal passed back to `x` is:
+
+  * gradient:  `g * (x > 0)`
+  * deconvnet: `g * (g > 0)`             (a ReLU of the backward signal)
+  * guided:    `g * (x > 0) * (g > 0)`   (both masks)
+
+`with_relu_backward(fn, rule)` traces `fn`, finds every ReLU and evaluates the
+jaxpr with each one replaced by a ReLU whose custom VJP is `rule`; the forward
+pass is unchanged. A ReLU is any of:
+
+  * `max(x, 0)` (`lax.max`, `jnp.maximum`, `jnp.clip(x, 0)`), the zero on either
+    side, as a literal, a broadcast of one (`jnp.zeros_like(x)`), or an all-zero
+    constant of the traced function;
+  * a `custom_jvp` function whose body is such a max, e.g. `jax.nn.relu`
+    (Flax's `nn.relu`).
+
+`jnp.where(x > 0, x, 0)` and other spellings are not recognized: their gradient
+is left as it is, which silently gives a plain gradient there, so write ReLUs as
+above. ReLUs inside `jit`, `closed_call` and `remat` bodies are rewritten; one
+inside control flow (`scan`, `cond`, `while`) or inside another custom-derivative
+function raises `NotImplementedError` naming that construct.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jcore
+
+from interp.ops import _interpret
+
+Rule = Literal["guided", "deconvnet"]
+
+# Primitives that only reshape or cast a value: all-zero in, all-zero out.
+_ZERO_PRESERVING = frozenset(
+    {"broadcast_in_dim", "convert_element_type", "reshape", "squeeze", "expand_dims"}
+)
+_CALLS = _interpret.INLINABLE
+
+
+@jax.custom_vjp
+def guided_relu(x: jax.Array) -> jax.Array:
+    """`max(x, 0)`, passing back `g * (x > 0) * (g > 0)` (guided backpropagation)."""
+    return jnp.maximum(x, jnp.zeros((), x.dtype))
+
+
+def _guided_fwd(x):
+    return guided_relu(x), x
+
+
+def _guided_bwd(x, g):
+    return (jnp.where((x > 0) & (g > 0), g, jnp.zeros((), g.dtype)),)
+
+
+guided_relu.defvjp(_guided_fwd, _guided_bwd)
+
+
+@jax.custom_vjp
+def deconvnet_relu(x: jax.Array) -> jax.Array:
+    """`max(x, 0)`, passing back `g * (g > 0)` (deconvnet: the forward mask is ignored)."""
+    return jnp.maximum(x, jnp.zeros((), x.dtype))
+
+
+def _deconvnet_fwd(x):
+    return deconvnet_relu(x), None
+
+
+def _deconvnet_bwd(_, g):
+    return (jnp.maximum(g, jnp.zeros((), g.dtype)),)
+
+
+deconvnet_relu.defvjp(_deconvnet_fwd, _deconvnet_bwd)
+
+RELUS: dict[str, Callable[[jax.Array], jax.Array]] = {"guided": guided_relu, "deconvnet": deconvnet_relu}
+
+
+@dataclasses.dataclass(frozen=True)
+class RewrittenFn:
+    """`fn` with every ReLU's backward rule replaced by `rule` (see `with_relu_backward`).
+
+    A frozen dataclass rather than a closure, so two rewrites of the same
+    function compare equal and can serve as static `jit` arguments (e.g. a
+    `Model.apply_fn`).
+    """
+
+    fn: Callable[..., Any]
+    rule: Rule
+
+    def __call__(self, *args, **kwargs):
+        leaves, treedef = jax.tree.flatten((args, kwargs))
+
+        def flat_fn(*flat):
+            a, k = jax.tree.unflatten(treedef, flat)
+            return self.fn(*a, **k)
+
+        closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*leaves)
+        zeros = _zero_vars(closed)
+        relu = RELUS[self.rule]
+
+        def replace(eqn, invals):
+            return [relu(invals[_relu_operand(eqn, zeros)])]
+
+        try:
+            flat_out = _interpret.interpret(closed, leaves, _selector(zeros), replace)
+        except NotImplementedError as err:
+            raise NotImplementedError(
+                f"with_relu_backward(rule={self.rule!r}): a ReLU can not be rewritten: {err}"
+            ) from err
+        return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
+
+
+def with_relu_backward(fn: Callable[..., Any], rule: Rule = "guided") -> RewrittenFn:
+    """`fn` with the backward rule of every ReLU replaced; values are unchanged.
+
+    Args:
+      fn: any JAX function (e.g. `lambda x: module.apply(variables, x)`); args
+        and outputs may be pytrees.
+      rule: "guided" (`g * (x > 0) * (g > 0)`) or "deconvnet" (`g * (g > 0)`).
+
+    Returns:
+      A function with `fn`'s signature and forward values, pure and
+      `jit`/`vmap`/`grad`-able. Calling it raises `NotImplementedError` when a
+      ReLU sits inside control flow or a custom-derivative function.
+    """
+    if rule not in RELUS:
+        raise ValueError(f"rule: expected one of {sorted(RELUS)}, got {rule!r}")
+    return RewrittenFn(fn, rule)
+
+
+def relu_equations(closed: jcore.ClosedJaxpr) -> list[jcore.JaxprEqn]:
+    """The ReLU equations of `closed` and of its nested jaxprs, in program order.
+
+    A `jax.nn.relu` call counts once (its inner `max` is not listed again).
+    """
+    select = _selector(_zero_vars(closed))
+    found, inside = [], set()
+    for eqn in _interpret.equations(closed.jaxpr):
+        if id(eqn) in inside:
+            continue
+        if select(eqn):
+            found.append(eqn)
+            nested = jcore.jaxprs_in_params(eqn.params)
+            inside.update(id(e) for sub in nested for e in _interpret.equations(sub))
+    return found
+
+
+def _selector(zeros: set) -> _interpret.Selector:
+    def select(eqn: jcore.JaxprEqn) -> bool:
+        if eqn.primitive.name == "max":
+            return _relu_operand(eqn, zeros) is not None
+        if eqn.primitive.name == "custom_jvp_call":
+            return eqn.params.get("num_consts", 0) == 0 and _is_relu_body(eqn.params["call_jaxpr"], zeros)
+        return False
+
+    return select
+
+
+def _relu_operand(eqn: jcore.JaxprEqn, zeros: set) -> int | None:
+    """Index of `x` in a ReLU equation (`max(x, 0)`, `max(0, x)`, relu call), else None."""
+    if eqn.primitive.name == "custom_jvp_call":
+        return 0
+    a, b = eqn.invars
+    out_shape = eqn.outvars[0].aval.shape
+    for x_index, (x, zero) in enumerate(((a, b), (b, a))):
+        if _is_zero(zero, zeros) and not _is_zero(x, zeros) and x.aval.shape == out_shape:
+            return x_index
+    return None
+
+
+def _is_zero(var, zeros: set) -> bool:
+    if isinstance(var, jcore.Literal):
+        return bool(np.all(np.asarray(var.val) == 0))
+    return var in zeros
+
+
+def _zero_vars(closed: jcore.ClosedJaxpr) -> set:
+    """Variables of `closed` and its nested jaxprs that always hold zeros.
+
+    These are all-zero constants and zero literals carried through broadcasts,
+    casts and reshapes, so `jnp.maximum(x, jnp.zeros_like(x))` counts as a ReLU.
+    """
+    zeros = set()
+    _collect_zeros(closed.jaxpr, closed.consts, zeros)
+    return zeros
+
+
+def _collect_zeros(jaxpr: jcore.Jaxpr, consts, zeros: set) -> None:
+    for var, value in zip(jaxpr.constvars, consts):
+        if _concrete_zero(value):
+            zeros.add(var)
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name in _ZERO_PRESERVING and eqn.invars and _is_zero(eqn.invars[0], zeros):
+            zeros.update(eqn.outvars)
+        elif name in _CALLS:
+            body = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+            inner = body.jaxpr if isinstance(body, jcore.ClosedJaxpr) else body
+            # Zeros passed into a jit body are zeros inside it.
+            for outer, var in zip(eqn.invars, inner.invars):
+                if _is_zero(outer, zeros):
+                    zeros.add(var)
+            _collect_zeros(inner, body.consts if isinstance(body, jcore.ClosedJaxpr) else (), zeros)
+        else:
+            for sub in jcore.jaxprs_in_params(eqn.params):
+                _collect_zeros(sub, (), zeros)
+
+
+def _concrete_zero(value) -> bool:
+    if isinstance(value, jax.core.Tracer):
+        return False
+    try:
+        return bool(np.all(np.asarray(value) == 0))
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_relu_body(body: jcore.ClosedJaxpr | jcore.Jaxpr, zeros: set) -> bool:
+    """Whether a one-in, one-out jaxpr computes exactly `max(x, 0)` (through jit wrappers)."""
+    jaxpr = body.jaxpr if isinstance(body, jcore.ClosedJaxpr) else body
+    if len(jaxpr.invars) != 1 or len(jaxpr.outvars) != 1 or len(jaxpr.eqns) != 1:
+        return False
+    (eqn,) = jaxpr.eqns
+    if eqn.outvars[0] is not jaxpr.outvars[0]:
+        return False
+    if eqn.primitive.name == "max":
+        index = _relu_operand(eqn, zeros)
+        return index is not None and eqn.invars[index] is jaxpr.invars[0]
+    if eqn.primitive.name in _CALLS and len(eqn.invars) == 1 and eqn.invars[0] is jaxpr.invars[0]:
+        inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+        return _is_relu_body(inner, zeros)
+    return False

@@ -1,0 +1,100 @@
+"""Max-pooling whose derivative follows the recorded argmax switches.
+
+`lax.reduce_window` max is differentiated by XLA's `select_and_scatter`, which
+is several times slower on CPU than the elementwise work it amounts to. Here
+the pool is written as the max of strided slices of the padded input (one slice
+per window offset), and a custom JVP sends each output's tangent through the
+offset that won, the "switch" of Zeiler & Fergus's deconvnet. Its transpose (the
+VJP) is an elementwise select followed by pads, so reverse mode is fast too,
+and because the rule is a JVP, forward mode and higher derivatives keep working.
+
+Values equal `lax.reduce_window(x, -inf, lax.max, ...)` exactly, and so do
+gradients: on ties, the first offset in row-major window order wins, as it does
+in XLA's `select_and_scatter` with `ge`.
+"""
+
+import functools
+import itertools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+
+def max_pool(
+    x: jax.Array,
+    window_dimensions: Sequence[int],
+    window_strides: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+) -> jax.Array:
+    """Max over windows, as `lax.reduce_window(x, -inf, lax.max, ...)`, with a switch derivative.
+
+    Args:
+      x: [d0, d1, ...] input of any rank (e.g. NHWC).
+      window_dimensions: window size per dimension (1 where nothing is pooled).
+      window_strides: stride per dimension.
+      padding: (low, high) padding per dimension, filled with the lowest value
+        of the dtype (-inf for floats), so padding never wins a window.
+
+    Returns:
+      [d0', d1', ...] pooled values, `d' = (d + low + high - window) // stride + 1`.
+    """
+    return _switch_pool(
+        x, tuple(map(int, window_dimensions)), tuple(map(int, window_strides)), _pairs(padding)
+    )
+
+
+def _pairs(padding: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def _lowest(dtype) -> jax.Array:
+    if jnp.issubdtype(dtype, jnp.floating):
+        return jnp.array(-jnp.inf, dtype)
+    return jnp.array(np.iinfo(dtype).min if jnp.issubdtype(dtype, jnp.integer) else False, dtype)
+
+
+def _windows(x, window, strides, padding, fill) -> list[jax.Array]:
+    """One strided slice of `x` padded with `fill` per window offset, in row-major order.
+
+    Slice k holds, at each output position, the k-th element of that window.
+    """
+    if not (len(window) == len(strides) == len(padding) == x.ndim):
+        raise ValueError(
+            f"max_pool: window {window}, strides {strides} and padding {padding} "
+            f"need one entry per dimension of x (rank {x.ndim})"
+        )
+    padded = lax.pad(x, fill, [(lo, hi, 0) for lo, hi in padding])
+    out = [(n - w) // s + 1 for n, w, s in zip(padded.shape, window, strides)]
+    if min(out) < 1:
+        raise ValueError(f"max_pool: window {window} is larger than the padded input {padded.shape}")
+    slices = []
+    for offset in itertools.product(*(range(w) for w in window)):
+        limit = [o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides)]
+        slices.append(lax.slice(padded, offset, limit, strides))
+    return slices
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _switch_pool(x, window, strides, padding):
+    return functools.reduce(lax.max, _windows(x, window, strides, padding, _lowest(x.dtype)))
+
+
+@_switch_pool.defjvp
+def _switch_pool_jvp(window, strides, padding, primals, tangents):
+    (x,), (dx,) = primals, tangents
+    values = _windows(x, window, strides, padding, _lowest(x.dtype))
+    best, switch = values[0], jnp.zeros(values[0].shape, jnp.int32)
+    for k, value in enumerate(values[1:], start=1):
+        # Strict `>` keeps the first maximum, matching select_and_scatter's tie-break.
+        switch = jnp.where(value > best, k, switch)
+        best = lax.max(best, value)
+    # The tangent is linear in dx (zero-padded slices and selects on a fixed
+    # switch), so JAX transposes it into the switch-routed VJP without a scatter.
+    tangent_windows = _windows(dx, window, strides, padding, jnp.zeros((), dx.dtype))
+    out_tangent = tangent_windows[0]
+    for k, tangent in enumerate(tangent_windows[1:], start=1):
+        out_tangent = jnp.where(switch == k, tangent, out_tangent)
+    return best, out_tangent

@@ -1,0 +1,78 @@
+"""The switch max-pool equals `lax.reduce_window` max in values and derivatives."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from interp.nets import _layers
+from interp.ops import max_pool
+
+
+def reference_pool(x, window, stride, pad=0, ceil_mode=False):
+    """`_layers.max_pool` as it was written with `lax.reduce_window` (select_and_scatter)."""
+    pads = []
+    for size in x.shape[1:3]:
+        out = _layers._pool_out_size(size, window, stride, pad, ceil_mode)
+        extra = (out - 1) * stride + window - (size + 2 * pad)
+        pads.append((pad, pad + max(extra, 0)))
+    return lax.reduce_window(
+        x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), ((0, 0), pads[0], pads[1], (0, 0))
+    )
+
+
+CONFIGS = [  # window, stride, pad, ceil_mode
+    (2, 2, 0, False),
+    (3, 2, 0, False),
+    (3, 2, 0, True),  # VGG-M / AlexNet-Caffe pools on odd sizes
+    (3, 3, 0, True),
+    (3, 2, 1, False),  # ResNet stem
+    (2, 2, 1, True),
+]
+
+
+@pytest.mark.parametrize("window,stride,pad,ceil_mode", CONFIGS)
+def test_layers_max_pool_matches_reduce_window(window, stride, pad, ceil_mode):
+    # Negative inputs check that -inf padding never wins; normal draws have no ties.
+    x = jax.random.normal(jax.random.key(0), (2, 13, 10, 3)) - 2.0
+    new = lambda x: _layers.max_pool(x, window, stride, pad, ceil_mode)
+    ref = lambda x: reference_pool(x, window, stride, pad, ceil_mode)
+    np.testing.assert_array_equal(new(x), ref(x))
+    out, pull_new = jax.vjp(new, x)
+    ct = jax.random.normal(jax.random.key(1), out.shape)
+    np.testing.assert_array_equal(pull_new(ct)[0], jax.vjp(ref, x)[1](ct)[0])
+    dx = jax.random.normal(jax.random.key(2), x.shape)
+    np.testing.assert_array_equal(jax.jvp(new, (x,), (dx,))[1], jax.jvp(ref, (x,), (dx,))[1])
+
+
+def test_general_windows_and_ranks():
+    x = jax.random.normal(jax.random.key(3), (3, 9, 7))
+    args = ((1, 3, 2), (1, 2, 3), ((0, 0), (1, 0), (0, 2)))
+    ref = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, *args)
+    new = lambda x: max_pool(x, *args)
+    np.testing.assert_array_equal(new(x), ref(x))
+    np.testing.assert_array_equal(jax.grad(lambda x: (new(x) ** 2).sum())(x), jax.grad(lambda x: (ref(x) ** 2).sum())(x))
+
+
+def test_ties_go_to_the_first_offset_like_select_and_scatter():
+    x = jnp.ones((1, 4, 4, 1))
+    new = jax.grad(lambda x: _layers.max_pool(x, 3, 1).sum())(x)
+    ref = jax.grad(lambda x: reference_pool(x, 3, 1).sum())(x)
+    np.testing.assert_array_equal(new, ref)
+
+
+def test_jit_vmap_and_second_order():
+    x = jax.random.normal(jax.random.key(4), (2, 6, 6, 2))
+    pool = lambda x: _layers.max_pool(x, 3, 2, 1)
+    np.testing.assert_array_equal(jax.jit(pool)(x), pool(x))
+    np.testing.assert_array_equal(jax.vmap(pool)(x[:, None])[:, 0], pool(x))
+    loss = lambda x: (pool(x) ** 3).sum()
+    hvp = jax.jvp(jax.grad(loss), (x,), (jnp.ones_like(x),))[1]
+    ref_hvp = jax.jvp(jax.grad(lambda x: (reference_pool(x, 3, 2, 1) ** 3).sum()), (x,), (jnp.ones_like(x),))[1]
+    np.testing.assert_allclose(hvp, ref_hvp, rtol=1e-6)
+
+
+def test_rank_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="one entry per dimension"):
+        max_pool(jnp.ones((2, 4, 4, 1)), (2, 2), (2, 2), ((0, 0), (0, 0)))
