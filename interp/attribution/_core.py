@@ -106,3 +106,19 @@ def pull_back_each(pullback: Callable, scores: jax.Array) -> jax.Array:
     cotangents = jnp.eye(k, dtype=scores.dtype)[:, None, :] * jnp.ones_like(scores)[None]  # [k, b, k]
     grads = jax.vmap(lambda ct: pullback(ct)[0])(cotangents)  # [k, b, ...]
     return jnp.moveaxis(grads, 0, 1)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Returns `value` if it is one of `choices`, else raises a `ValueError` naming `name`."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
+    """Returns `value` if it is an int >= 1 (or None when allowed), else raises a `ValueError`."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return int(value)

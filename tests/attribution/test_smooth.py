@@ -1,0 +1,71 @@
+"""SmoothGrad, SmoothGrad^2 and VarGrad as a wrapper of any method."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from interp.attribution import integrated_gradients, saliency, smooth_grad
+
+B, D = 3, 6
+W = jax.random.normal(jax.random.key(0), (D, 4))
+
+
+def logits(x):
+    return jnp.tanh(x @ W) * 2.0
+
+
+X = jax.random.normal(jax.random.key(1), (B, D))
+KEY = jax.random.key(7)
+
+
+@pytest.mark.parametrize("method", [saliency(logits), integrated_gradients(logits, 8)])
+def test_zero_noise_equals_the_wrapped_method(method):
+    smoothed = smooth_grad(method, noise_std=0.0, samples=4)(X, KEY, target=2)
+    # Equal up to float32 rounding (vmapped matmuls may sum in another order).
+    np.testing.assert_allclose(smoothed, method(X, target=2), rtol=1e-5, atol=1e-6)
+    squared = smooth_grad(method, noise_std=0.0, samples=4, kind="square")(X, KEY, target=2)
+    np.testing.assert_allclose(squared, method(X, target=2) ** 2, rtol=1e-5, atol=1e-6)
+
+
+def test_noise_is_reproducible_for_a_key_and_changes_with_it():
+    sg = smooth_grad(saliency(logits), samples=8)
+    first, again = sg(X, KEY, target=1), sg(X, KEY, target=1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, sg(X, jax.random.key(8), target=1))
+    assert not np.allclose(first, saliency(logits)(X, 1))
+
+
+def test_vargrad_is_nonnegative_and_is_square_minus_mean_squared():
+    method = saliency(logits)
+    var = smooth_grad(method, samples=16, kind="var")(X, KEY, 0)
+    mean = smooth_grad(method, samples=16)(X, KEY, 0)
+    square = smooth_grad(method, samples=16, kind="square")(X, KEY, 0)
+    assert bool(jnp.all(var >= 0)) and float(var.max()) > 0
+    np.testing.assert_allclose(var, jnp.maximum(square - mean**2, 0), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["mean", "var"])
+def test_chunked_equals_unchunked(kind):
+    method = saliency(logits)
+    whole = smooth_grad(method, samples=10, kind=kind)(X, KEY, 3)
+    chunked = smooth_grad(method, samples=10, kind=kind, chunk_size=3)(X, KEY, 3)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_many_targets_pass_through():
+    target = jnp.tile(jnp.arange(4), (B, 1))
+    many = smooth_grad(saliency(logits), samples=4)(X, KEY, target)
+    for j in range(4):
+        np.testing.assert_allclose(many[:, j], smooth_grad(saliency(logits), samples=4)(X, KEY, j), rtol=1e-5, atol=1e-7)
+
+
+def test_bad_options_raise_named_errors():
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        smooth_grad(saliency(logits), kind="median")
+    with pytest.raises(ValueError, match="noise_std"):
+        smooth_grad(saliency(logits), noise_std=-1.0)
+    with pytest.raises(ValueError, match="samples"):
+        smooth_grad(saliency(logits), samples=0)
+    with pytest.raises(ValueError, match="NaN"):
+        smooth_grad(saliency(logits))(X.at[0, 0].set(jnp.inf), KEY, 0)
