@@ -1,1 +1,27 @@
-"""Evaluation of attributions and interpretable models."""
+"""Evaluation of attributions and interpretable models.
+
+Faithfulness: `deletion`, `insertion` (curves and AUC, RISE), `auc`, `blur`.
+Localization: `pointing_game`, `mass_in_mask` (= `energy_pointing_game`), `pixel_map`.
+Sanity: `model_randomization` (Adebayo et al.), `randomize_layers`, `spearman`, `pearson`.
+"""
+
+from interp.metrics.faithfulness import Curves, auc, blur, deletion, insertion
+from interp.metrics.localization import energy_pointing_game, mass_in_mask, pixel_map, pointing_game
+from interp.metrics.sanity import Randomization, model_randomization, pearson, randomize_layers, spearman
+
+__all__ = [
+    "Curves",
+    "auc",
+    "blur",
+    "deletion",
+    "insertion",
+    "energy_pointing_game",
+    "mass_in_mask",
+    "pixel_map",
+    "pointing_game",
+    "Randomization",
+    "model_randomization",
+    "pearson",
+    "randomize_layers",
+    "spearman",
+]
