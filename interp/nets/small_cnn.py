@@ -10,7 +10,10 @@ Default layers on a 64x64 input (shapes for batch B):
 
 The head is global average pooling followed by one dense layer, so class
 activation maps (CAM) apply directly to relu4. There is no BatchNorm, which keeps
-every backward rule (deconvnet, guided backprop) simple. The widths and the
+every backward rule (deconvnet, guided backprop) simple. The max-pools are
+the zoo's switch pool (`interp.ops.max_pool`): the gradient of a window goes
+to its first maximum, as in torch and in deconvnet's switches, so attributions
+match a torch port even on the flat regions of SynthParts. The widths and the
 strided stem keep a jitted Adam step at batch 64 near 45 ms on two CPU cores;
 a stride-1 stem with 32-64-128-128 channels costs about 7x that.
 """
@@ -20,23 +23,12 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from interp.nets._layers import max_pool
 from interp.nets._tap import tap
 
 # He-normal init: ReLU nets without BatchNorm train faster from it than from
 # Flax's LeCun default.
 _HE = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
-
-
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2, stride-2 max-pool of [B, H, W, C] as a reshape and a max.
-
-    Same values as `lax.reduce_window`, but its gradient is an elementwise
-    mask instead of XLA's `select_and_scatter`, which is several times slower
-    on CPU. An odd last row/column is dropped, as torch's floor mode does.
-    """
-    b, h, w, c = x.shape
-    x = x[:, : h // 2 * 2, : w // 2 * 2]
-    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 class SmallCNN(nn.Module):
@@ -75,6 +67,6 @@ class SmallCNN(nn.Module):
             x = tap(conv(x), f"conv{i}")
             x = tap(nn.relu(x), f"relu{i}")
             if pool:
-                x = tap(max_pool_2x2(x), f"pool{i}")
+                x = tap(max_pool(x, 2, 2), f"pool{i}")
         x = tap(x.mean(axis=(1, 2)), "gap")
         return tap(nn.Dense(self.num_classes, name="logits")(x), "logits")
