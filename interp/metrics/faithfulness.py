@@ -148,7 +148,7 @@ def _curves(fn, *, insert, steps, baseline, reduce, output, chunk_size, blur_sig
                 f"attribution: expected a batch of {x.shape[0]} maps like x, "
                 f"got shape {list(np.shape(attribution))}"
             )
-        if t is not None:
+        if t is not None and not isinstance(t, jax.core.Tracer):  # only concrete targets can be checked
             classes = jax.eval_shape(fn, x).shape[-1]
             if int(t.min()) < 0 or int(t.max()) >= classes:
                 raise ValueError(

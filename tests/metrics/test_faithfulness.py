@@ -83,3 +83,11 @@ def test_errors_name_what_was_expected():
         metrics.deletion(fn)(x, exact, target=5)
     with pytest.raises(ValueError, match="baseline"):
         metrics.deletion(fn, baseline="noise")(x, exact, target=0)
+
+
+def test_curves_under_an_outer_jit_equal_eager():
+    fn, x, exact = _linear_setup(2)
+    evaluate = metrics.deletion(fn, steps=6)
+    eager = evaluate(x, exact, jnp.zeros((B,), jnp.int32)).scores
+    jitted = jax.jit(evaluate)(x, exact, jnp.zeros((B,), jnp.int32)).scores
+    np.testing.assert_allclose(jitted, eager, rtol=1e-6)
