@@ -59,7 +59,8 @@ def integrated_gradients(
         None evaluates all points at once.
 
     Returns:
-      `attribute(x, baseline=None, target=None, return_gap=False)`:
+      `attribute(x, target=None, baseline=None, return_gap=False)`, the target
+      second like every method (so IG drops into SmoothGrad or the sanity check):
         x: inputs [b, ...].
         baseline: None (zeros), one baseline [b, ...], or m baselines
           [m, b, ...]; with m baselines the attributions (and gaps) are the
@@ -88,7 +89,7 @@ def integrated_gradients(
         total = attr.reshape(*rise.shape, -1).sum(axis=-1)
         return attr, total - rise
 
-    def attribute(x, baseline=None, target: Target = None, return_gap: bool = False):
+    def attribute(x, target: Target = None, baseline=None, return_gap: bool = False):
         x = check_batch(fn, x)
         target = normalize_target(target, x.shape[0])
         baseline = jnp.zeros_like(x) if baseline is None else check_batch(None, jnp.asarray(baseline, x.dtype), "baseline")

@@ -26,7 +26,7 @@ def test_ig_of_linear_model_is_difference_times_weights(method):
     w = jax.random.normal(kw, (5, 3))
     x, baseline = jax.random.normal(kx, (B, 5, 3)), jax.random.normal(kb, (B, 5, 3))
     fn = lambda x: (x * w[None]).sum(axis=(1, 2))
-    attr = integrated_gradients(fn, steps=7, method=method)(x, baseline)
+    attr = integrated_gradients(fn, steps=7, method=method)(x, baseline=baseline)
     np.testing.assert_allclose(attr, (x - baseline) * w[None], rtol=1e-5, atol=1e-6)
 
 
@@ -50,9 +50,9 @@ def test_ig_completeness_on_a_smooth_net(seed, scale):
     x = scale * jax.random.normal(kx, (B, D))
     baseline = scale * jax.random.normal(kb, (B, D))
     target = jnp.array([0, 1, 3])
-    _, gap = IG_GAUSS(x, baseline, target, return_gap=True)
+    _, gap = IG_GAUSS(x, target, baseline, return_gap=True)
     assert gap.shape == (B,) and float(jnp.abs(gap).max()) < 1e-3
-    _, gap = IG_TRAPEZOID(x, baseline, target, return_gap=True)
+    _, gap = IG_TRAPEZOID(x, target, baseline, return_gap=True)
     assert float(jnp.abs(gap).max()) < 5e-3
 
 
@@ -70,8 +70,8 @@ def test_many_baselines_average_single_baseline_results():
     x = jax.random.normal(jax.random.key(3), (B, D))
     baselines = jax.random.normal(jax.random.key(4), (4, B, D))
     ig = integrated_gradients(fn, 12)
-    attr, gap = ig(x, baselines, 1, return_gap=True)
-    singles = [ig(x, b, 1, return_gap=True) for b in baselines]
+    attr, gap = ig(x, 1, baselines, return_gap=True)
+    singles = [ig(x, 1, b, return_gap=True) for b in baselines]
     np.testing.assert_allclose(attr, np.mean([a for a, _ in singles], axis=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gap, np.mean([g for _, g in singles], axis=0), rtol=1e-5, atol=1e-6)
 
@@ -98,8 +98,8 @@ def test_bad_options_and_inputs_raise_named_errors():
         integrated_gradients(fn, chunk_size=-2)
     x = jnp.ones((B, D))
     with pytest.raises(ValueError, match="baseline: expected shape"):
-        integrated_gradients(fn)(x, jnp.zeros((B, D + 1)), 0)
+        integrated_gradients(fn)(x, 0, jnp.zeros((B, D + 1)))
     with pytest.raises(ValueError, match="NaN"):
-        integrated_gradients(fn)(x.at[0, 0].set(jnp.nan), None, 0)
+        integrated_gradients(fn)(x.at[0, 0].set(jnp.nan), 0)
     with pytest.raises(ValueError, match="x: expected a batch"):
-        integrated_gradients(fn)(jnp.ones(D), None, 0)
+        integrated_gradients(fn)(jnp.ones(D), 0)
