@@ -27,3 +27,20 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Attribution vs Captum (benchmarks/attribution.py): its own venv with torch (CPU) and captum beside the interp stack.
+BENCH_VENV := .bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml requirements.lock benchmarks/requirements-captum.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -r requirements.lock
+	$(BENCH_VENV)/bin/python -m pip install -q --no-deps -r benchmarks/requirements-captum.txt
+	$(BENCH_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(BENCH_VENV)/bin/python -m pip check
+	touch $(BENCH_STAMP)
+
+.PHONY: bench-captum
+bench-captum: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m benchmarks.attribution --memory
