@@ -58,6 +58,16 @@ def compute_maps(model: nets.Model, images, labels, key, batch_size: int = 64) -
     return maps
 
 
+def attribution_figure(model: nets.Model, data: SynthParts, count: int = 6, key: jax.Array | None = None):
+    """The grid of every method's maps for the first `count` images of `data`, titled by class."""
+    batch = data.batch(jnp.arange(count, dtype=jnp.int32))
+    maps = compute_maps(model, batch["image"], batch["label"], jax.random.key(0) if key is None else key)
+    titles = [data.class_names[k] for k in np.asarray(batch["label"])]
+    return viz.attribution_grid(
+        np.asarray(batch["image"]), maps, titles, overlay=("Grad-CAM", "Grad-CAM++", "occlusion")
+    )
+
+
 def localization(maps: dict[str, np.ndarray], object_mask) -> dict[str, dict[str, float]]:
     """Mean attribution mass inside the object, and pointing-game hit rate, per method."""
     results = {}
@@ -147,13 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (workdir / "results.md").write_text(markdown(results))
-    shown = slice(0, 6)
-    titles = [data.class_names[k] for k in np.asarray(labels[shown])]
-    figure = viz.attribution_grid(
-        np.asarray(images[shown]), {n: m[shown] for n, m in trained_maps.items()}, titles,
-        overlay=("Grad-CAM", "Grad-CAM++", "occlusion"),
-    )
-    figure.savefig(workdir / "attribution_grid.png", dpi=110)
+    attribution_figure(trained, data).savefig(workdir / "attribution_grid.png", dpi=110)
     print(markdown(results))
     return results
 

@@ -1,11 +1,13 @@
 """`make demo`: train SmallCNN on SynthParts and draw what it was trained on.
 
 Writes to the workdir (default runs/demo): the checkpoints, metrics.jsonl,
-training_curve.png, synthparts_samples.png and summary.json (wall time and
+training_curve.png, synthparts_samples.png, attribution_grid.png (every
+attribution method on held-out images) and summary.json (wall time and
 validation accuracy). Rerunning resumes from the checkpoints.
 """
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import time
@@ -14,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import attribution as attribution_experiment
 from experiments import train as train_experiment
-from interp import viz
+from interp import nets, viz
 from interp.data import SynthParts
 from interp.train import read_metrics
 
@@ -47,6 +50,10 @@ def main(argv: list[str] | None = None) -> dict:
     viz.training_curve(read_metrics(workdir / "metrics.jsonl")).savefig(workdir / "training_curve.png", dpi=120)
     dataset = SynthParts(seed=config.seed, image_size=config.image_size, num_classes=config.num_classes)
     draw_samples(dataset).savefig(workdir / "synthparts_samples.png", dpi=120)
+    _, module, variables = train_experiment.restore(workdir)
+    held_out = dataclasses.replace(dataset, seed=config.seed + 1)
+    figure = attribution_experiment.attribution_figure(nets.from_linen(module, variables), held_out)
+    figure.savefig(workdir / "attribution_grid.png", dpi=110)
 
     summary = {
         "val_accuracy": val["accuracy"],
