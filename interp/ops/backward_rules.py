@@ -20,8 +20,8 @@ pass is unchanged. A ReLU is any of:
     (Flax's `nn.relu`).
 
 `jnp.where(x > 0, x, 0)` and other spellings are not recognized: their gradient
-is left as it is, which silently gives a plain gradient there, so write ReLUs as
-above. ReLUs inside `jit`, `closed_call` and `remat` bodies are rewritten; one
+is left as it is, so write ReLUs as above; a function in which no ReLU is
+found at all raises `ValueError` rather than return its plain gradient. ReLUs inside `jit`, `closed_call` and `remat` bodies are rewritten; one
 inside control flow (`scan`, `cond`, `while`) or inside another custom-derivative
 function raises `NotImplementedError` naming that construct.
 """
@@ -104,8 +104,10 @@ class RewrittenFn:
         closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*leaves)
         zeros = _zero_vars(closed)
         relu = RELUS[self.rule]
+        replaced = []
 
         def replace(eqn, invals):
+            replaced.append(eqn)
             return [relu(invals[_relu_operand(eqn, zeros)])]
 
         try:
@@ -114,6 +116,12 @@ class RewrittenFn:
             raise NotImplementedError(
                 f"with_relu_backward(rule={self.rule!r}): a ReLU can not be rewritten: {err}"
             ) from err
+        if not replaced:
+            # Returning the plain gradient under the method's name would be silently wrong.
+            raise ValueError(
+                f"fn: with_relu_backward(rule={self.rule!r}) found no ReLU to rewrite; "
+                "write ReLUs as jax.nn.relu or jnp.maximum(x, 0)"
+            )
         return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
 
 

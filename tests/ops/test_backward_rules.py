@@ -145,10 +145,13 @@ def test_relu_in_unsupported_construct_is_an_error(fn, construct):
         jax.grad(with_relu_backward(fn, "guided"))(X)
 
 
-def test_non_relu_max_and_relu_free_functions_are_untouched():
-    f = lambda x: (jnp.maximum(x, 0.5) * jnp.maximum(x, -x)).sum()
-    assert relu_equations(jax.make_jaxpr(f)(X)) == []
-    np.testing.assert_array_equal(jax.grad(with_relu_backward(f, "deconvnet"))(X), jax.grad(f)(X))
+def test_non_relu_maxes_keep_their_gradient():
+    not_relu = lambda x: (jnp.maximum(x, 0.5) * jnp.maximum(x, -x)).sum()
+    assert relu_equations(jax.make_jaxpr(not_relu)(X)) == []
+    f = lambda x: not_relu(x) + jax.nn.relu(x).sum()
+    # Deconvnet passes relu(g) = 1 back through the ReLU whatever the sign of x.
+    expected = jax.grad(not_relu)(X) + jnp.ones_like(X)
+    np.testing.assert_allclose(jax.grad(with_relu_backward(f, "deconvnet"))(X), expected, rtol=1e-6)
 
 
 def test_pytree_arguments_and_outputs_and_equality():
@@ -159,3 +162,12 @@ def test_pytree_arguments_and_outputs_and_equality():
     assert rewritten == with_relu_backward(f, "guided") and hash(rewritten) == hash(with_relu_backward(f, "guided"))
     with pytest.raises(ValueError, match="rule"):
         with_relu_backward(f, "gradient")
+
+
+@pytest.mark.parametrize("rule", ["guided", "deconvnet"])
+def test_a_function_without_relu_is_an_error_not_a_plain_gradient(rule):
+    def softplus_net(x):
+        return jax.nn.softplus(x @ jnp.ones((3, 2))).sum(-1)
+
+    with pytest.raises(ValueError, match="found no ReLU to rewrite"):
+        with_relu_backward(softplus_net, rule)(jnp.ones((4, 3)))
