@@ -16,14 +16,17 @@ pass is unchanged. A ReLU is any of:
   * `max(x, 0)` (`lax.max`, `jnp.maximum`, `jnp.clip(x, 0)`), the zero on either
     side, as a literal, a broadcast of one (`jnp.zeros_like(x)`), or an all-zero
     constant of the traced function;
+  * `jnp.where(x > 0, x, 0)` and `jnp.where(x <= 0, 0, x)` (a `select_n` on a
+    comparison of `x` with zero, through the jit that `jnp.where` makes);
   * a `custom_jvp` function whose body is such a max, e.g. `jax.nn.relu`
     (Flax's `nn.relu`).
 
-`jnp.where(x > 0, x, 0)` and other spellings are not recognized: their gradient
-is left as it is, so write ReLUs as above; a function in which no ReLU is
-found at all raises `ValueError` rather than return its plain gradient. ReLUs inside `jit`, `closed_call` and `remat` bodies are rewritten; one
-inside control flow (`scan`, `cond`, `while`) or inside another custom-derivative
-function raises `NotImplementedError` naming that construct.
+Other spellings (e.g. `x * (x > 0)`) are not recognized: their gradient is left
+as it is, so write ReLUs as above; a function in which no ReLU is found at all
+raises `ValueError` rather than return its plain gradient. ReLUs inside
+`jit`, `closed_call` and `remat` bodies are rewritten; one inside control flow
+(`scan`, `cond`, `while`) or inside another custom-derivative function raises
+`NotImplementedError` naming that construct.
 """
 
 import dataclasses
@@ -102,16 +105,16 @@ class RewrittenFn:
             return self.fn(*a, **k)
 
         closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*leaves)
-        zeros = _zero_vars(closed)
+        facts = _facts(closed)
         relu = RELUS[self.rule]
         replaced = []
 
         def replace(eqn, invals):
             replaced.append(eqn)
-            return [relu(invals[_relu_operand(eqn, zeros)])]
+            return [relu(invals[_relu_operand(eqn, facts)])]
 
         try:
-            flat_out = _interpret.interpret(closed, leaves, _selector(zeros), replace)
+            flat_out = _interpret.interpret(closed, leaves, _selector(facts), replace)
         except NotImplementedError as err:
             raise NotImplementedError(
                 f"with_relu_backward(rule={self.rule!r}): a ReLU can not be rewritten: {err}"
@@ -148,7 +151,7 @@ def relu_equations(closed: jcore.ClosedJaxpr) -> list[jcore.JaxprEqn]:
 
     A `jax.nn.relu` call counts once (its inner `max` is not listed again).
     """
-    select = _selector(_zero_vars(closed))
+    select = _selector(_facts(closed))
     found, inside = [], set()
     for eqn in _interpret.equations(closed.jaxpr):
         if id(eqn) in inside:
@@ -160,26 +163,40 @@ def relu_equations(closed: jcore.ClosedJaxpr) -> list[jcore.JaxprEqn]:
     return found
 
 
-def _selector(zeros: set) -> _interpret.Selector:
+def _selector(facts: "_Facts") -> _interpret.Selector:
     def select(eqn: jcore.JaxprEqn) -> bool:
-        if eqn.primitive.name == "max":
-            return _relu_operand(eqn, zeros) is not None
+        if eqn.primitive.name in ("max", "select_n"):
+            return _relu_operand(eqn, facts) is not None
         if eqn.primitive.name == "custom_jvp_call":
-            return eqn.params.get("num_consts", 0) == 0 and _is_relu_body(eqn.params["call_jaxpr"], zeros)
+            return eqn.params.get("num_consts", 0) == 0 and _is_relu_body(eqn.params["call_jaxpr"], facts)
         return False
 
     return select
 
 
-def _relu_operand(eqn: jcore.JaxprEqn, zeros: set) -> int | None:
-    """Index of `x` in a ReLU equation (`max(x, 0)`, `max(0, x)`, relu call), else None."""
+def _relu_operand(eqn: jcore.JaxprEqn, facts: "_Facts") -> int | None:
+    """Index of `x` in a ReLU equation (`max(x, 0)`, `max(0, x)`, `where(x > 0, x, 0)`,
+    `where(x <= 0, 0, x)`, a relu call), else None."""
     if eqn.primitive.name == "custom_jvp_call":
         return 0
-    a, b = eqn.invars
     out_shape = eqn.outvars[0].aval.shape
+    if eqn.primitive.name == "select_n":
+        return _where_relu_operand(eqn, facts, out_shape)
+    a, b = eqn.invars
     for x_index, (x, zero) in enumerate(((a, b), (b, a))):
-        if _is_zero(zero, zeros) and not _is_zero(x, zeros) and x.aval.shape == out_shape:
+        if _is_zero(zero, facts.zeros) and not _is_zero(x, facts.zeros) and x.aval.shape == out_shape:
             return x_index
+    return None
+
+
+def _where_relu_operand(eqn: jcore.JaxprEqn, facts: "_Facts", out_shape) -> int | None:
+    if len(eqn.invars) != 3 or not isinstance(eqn.invars[0], jcore.Var) or eqn.invars[0] not in facts.tests:
+        return None
+    predicate, on_false, on_true = eqn.invars
+    x, positive = facts.tests[predicate]
+    kept, dropped, index = (on_true, on_false, 2) if positive else (on_false, on_true, 1)
+    if facts.same(kept, x) and _is_zero(dropped, facts.zeros) and kept.aval.shape == out_shape:
+        return index
     return None
 
 
@@ -189,36 +206,70 @@ def _is_zero(var, zeros: set) -> bool:
     return var in zeros
 
 
-def _zero_vars(closed: jcore.ClosedJaxpr) -> set:
-    """Variables of `closed` and its nested jaxprs that always hold zeros.
+@dataclasses.dataclass
+class _Facts:
+    """What the rewriter knows of a traced function's variables.
 
-    These are all-zero constants and zero literals carried through broadcasts,
-    casts and reshapes, so `jnp.maximum(x, jnp.zeros_like(x))` counts as a ReLU.
+    Attributes:
+      zeros: variables that always hold zeros (all-zero constants and zero
+        literals carried through broadcasts, casts and reshapes, so
+        `jnp.maximum(x, jnp.zeros_like(x))` counts as a ReLU).
+      tests: boolean variables that compare a variable with zero:
+        `p -> (x, True)` for `p = x > 0`, `(x, False)` for `p = x <= 0`.
+      alias: a jit body's input variable -> the caller's variable it receives,
+        so `jnp.where(x > 0, x, 0)` (whose select sits in a jit) is seen whole.
     """
-    zeros = set()
-    _collect_zeros(closed.jaxpr, closed.consts, zeros)
-    return zeros
+
+    zeros: set = dataclasses.field(default_factory=set)
+    tests: dict = dataclasses.field(default_factory=dict)
+    alias: dict = dataclasses.field(default_factory=dict)
+
+    def same(self, a, b) -> bool:
+        return isinstance(a, jcore.Var) and isinstance(b, jcore.Var) and self._root(a) is self._root(b)
+
+    def _root(self, var):
+        while var in self.alias:
+            var = self.alias[var]
+        return var
 
 
-def _collect_zeros(jaxpr: jcore.Jaxpr, consts, zeros: set) -> None:
+# comparison primitive -> (index of x, index of the zero, whether True means x > 0)
+_ZERO_TESTS = {"gt": (0, 1, True), "lt": (1, 0, True), "le": (0, 1, False), "ge": (1, 0, False)}
+
+
+def _facts(closed: jcore.ClosedJaxpr) -> _Facts:
+    facts = _Facts()
+    _collect(closed.jaxpr, closed.consts, facts)
+    return facts
+
+
+def _collect(jaxpr: jcore.Jaxpr, consts, facts: _Facts) -> None:
     for var, value in zip(jaxpr.constvars, consts):
         if _concrete_zero(value):
-            zeros.add(var)
+            facts.zeros.add(var)
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
-        if name in _ZERO_PRESERVING and eqn.invars and _is_zero(eqn.invars[0], zeros):
-            zeros.update(eqn.outvars)
+        if name in _ZERO_PRESERVING and eqn.invars and _is_zero(eqn.invars[0], facts.zeros):
+            facts.zeros.update(eqn.outvars)
+        elif name in _ZERO_TESTS and len(eqn.invars) == 2:
+            x_index, zero_index, positive = _ZERO_TESTS[name]
+            if _is_zero(eqn.invars[zero_index], facts.zeros):
+                facts.tests[eqn.outvars[0]] = (eqn.invars[x_index], positive)
         elif name in _CALLS:
             body = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
             inner = body.jaxpr if isinstance(body, jcore.ClosedJaxpr) else body
-            # Zeros passed into a jit body are zeros inside it.
+            # What holds of a jit's arguments holds of its body's inputs.
             for outer, var in zip(eqn.invars, inner.invars):
-                if _is_zero(outer, zeros):
-                    zeros.add(var)
-            _collect_zeros(inner, body.consts if isinstance(body, jcore.ClosedJaxpr) else (), zeros)
+                if _is_zero(outer, facts.zeros):
+                    facts.zeros.add(var)
+                if isinstance(outer, jcore.Var):
+                    facts.alias[var] = outer
+                    if outer in facts.tests:
+                        facts.tests[var] = facts.tests[outer]
+            _collect(inner, body.consts if isinstance(body, jcore.ClosedJaxpr) else (), facts)
         else:
             for sub in jcore.jaxprs_in_params(eqn.params):
-                _collect_zeros(sub, (), zeros)
+                _collect(sub, (), facts)
 
 
 def _concrete_zero(value) -> bool:
@@ -230,7 +281,7 @@ def _concrete_zero(value) -> bool:
         return False
 
 
-def _is_relu_body(body: jcore.ClosedJaxpr | jcore.Jaxpr, zeros: set) -> bool:
+def _is_relu_body(body: jcore.ClosedJaxpr | jcore.Jaxpr, facts: _Facts) -> bool:
     """Whether a one-in, one-out jaxpr computes exactly `max(x, 0)` (through jit wrappers)."""
     jaxpr = body.jaxpr if isinstance(body, jcore.ClosedJaxpr) else body
     if len(jaxpr.invars) != 1 or len(jaxpr.outvars) != 1 or len(jaxpr.eqns) != 1:
@@ -239,9 +290,9 @@ def _is_relu_body(body: jcore.ClosedJaxpr | jcore.Jaxpr, zeros: set) -> bool:
     if eqn.outvars[0] is not jaxpr.outvars[0]:
         return False
     if eqn.primitive.name == "max":
-        index = _relu_operand(eqn, zeros)
+        index = _relu_operand(eqn, facts)
         return index is not None and eqn.invars[index] is jaxpr.invars[0]
     if eqn.primitive.name in _CALLS and len(eqn.invars) == 1 and eqn.invars[0] is jaxpr.invars[0]:
         inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
-        return _is_relu_body(inner, zeros)
+        return _is_relu_body(inner, facts)
     return False

@@ -20,6 +20,8 @@ RELUS = {
     "maximum(0., h)": lambda h: jnp.maximum(0.0, h),
     "lax.max zeros_like": lambda h: lax.max(h, jnp.zeros_like(h)),
     "clip(h, 0)": lambda h: jnp.clip(h, 0),
+    "where(h > 0, h, 0)": lambda h: jnp.where(h > 0, h, 0),
+    "where(h <= 0, 0, h)": lambda h: jnp.where(h <= 0, 0.0, h),
     "jit(jax.nn.relu)": jax.jit(jax.nn.relu),
     "nested jit": jax.jit(lambda h: jax.jit(jax.nn.relu)(h) * 1.0),
     "remat": jax.checkpoint(lambda h: jnp.maximum(h, 0.0)),
@@ -171,3 +173,12 @@ def test_a_function_without_relu_is_an_error_not_a_plain_gradient(rule):
 
     with pytest.raises(ValueError, match="found no ReLU to rewrite"):
         with_relu_backward(softplus_net, rule)(jnp.ones((4, 3)))
+
+
+def test_where_that_is_not_a_relu_is_left_alone():
+    def f(x):
+        h = W @ x
+        return V @ (jnp.where(h > 0, h, 1.0) + jnp.where(h > 0, 2.0 * h, 0.0) + jax.nn.relu(h))
+
+    closed = jax.make_jaxpr(f)(X)
+    assert [e.primitive.name for e in relu_equations(closed)] == ["custom_jvp_call"]
