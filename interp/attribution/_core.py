@@ -75,6 +75,15 @@ def select_scores(outputs: jax.Array, target: jax.Array | None) -> jax.Array:
     return jnp.take_along_axis(outputs, target, axis=1)
 
 
+def check_target_range(outputs: jax.ShapeDtypeStruct, target: jax.Array | None) -> None:
+    """Checks a normalized target against the classes of outputs shaped like `outputs`.
+
+    Only a concrete target can be checked (a traced one passes), as in `select_scores`.
+    """
+    if target is not None:
+        jax.eval_shape(lambda out: select_scores(out, target), outputs)
+
+
 def score_fn(fn: ScoreFn, target: Target, batch: int) -> ScoreFn:
     """`x -> scores` [b] (or [b, k]) for `fn` and `target`."""
     target = normalize_target(target, batch)

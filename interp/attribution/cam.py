@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from interp.attribution._core import Target, check_batch, normalize_target, select_scores
+from interp.attribution._core import Target, check_batch, check_target_range, normalize_target, select_scores
 from interp.nets.adapter import Model, as_model
 
 
@@ -49,7 +49,7 @@ def cam(
         acts = model.activations(x, layer)[layer]
         if target is None:
             raise ValueError("target: CAM needs a target class to take the head weights of")
-        _check_range(jax.ShapeDtypeStruct((x.shape[0], weights.shape[1]), weights.dtype), target)
+        check_target_range(jax.ShapeDtypeStruct((x.shape[0], weights.shape[1]), weights.dtype), target)
         w = weights[:, target]  # [c, b] or [c, b, k]
         maps = jnp.einsum("bhwc,cb...->b...hw", acts, w)
         return _finish(maps, x, upsample)
@@ -119,8 +119,8 @@ def _gradient_cam(model: Model, layer: str, weigh: Callable, relu: bool, upsampl
 
     def attribute(x: jax.Array, target: Target = None) -> jax.Array:
         x, target = _prepare(model, x, layer, target)
-        if target is not None:
-            _check_range(jax.eval_shape(model, x), target)
+        # Checked here, while concrete: inside the vmap over many targets it is not.
+        check_target_range(jax.eval_shape(model, x), target)
         if target is None or target.ndim == 1:
             return _finish(one_target(x, target), x, upsample)
         # k targets: only the backward pass is batched; x is shared, so the
@@ -140,12 +140,6 @@ def _prepare(model: Model, x, layer, target):
     if len(shape[layer].shape) != 4:
         raise ValueError(f"layer: {layer!r} is not a spatial layer [b, h, w, c]; its shape is {list(shape[layer].shape)}")
     return x, normalize_target(target, x.shape[0])
-
-
-def _check_range(outputs: jax.ShapeDtypeStruct, target: jax.Array) -> None:
-    """Checks target indices against the outputs' classes while `target` is concrete
-    (inside the vmap over many targets it is not, and the check would be skipped)."""
-    jax.eval_shape(lambda out: select_scores(out, target), outputs)
 
 
 def _finish(maps: jax.Array, x: jax.Array, upsample: bool) -> jax.Array:

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp.attribution._core import check_batch, normalize_target, select_scores
+from interp.attribution._core import check_batch, check_target_range, normalize_target, select_scores
 from interp.metrics.localization import pixel_map
 from interp.nets.adapter import Model
 
@@ -148,12 +148,7 @@ def _curves(fn, *, insert, steps, baseline, reduce, output, chunk_size, blur_sig
                 f"attribution: expected a batch of {x.shape[0]} maps like x, "
                 f"got shape {list(np.shape(attribution))}"
             )
-        if t is not None and not isinstance(t, jax.core.Tracer):  # only concrete targets can be checked
-            classes = jax.eval_shape(fn, x).shape[-1]
-            if int(t.min()) < 0 or int(t.max()) >= classes:
-                raise ValueError(
-                    f"target: class indices must lie in [0, {classes}); got {t.min()}..{t.max()}"
-                )
+        check_target_range(jax.eval_shape(fn, x), t)
         return run(fn, x, attribution, t)
 
     return evaluate
