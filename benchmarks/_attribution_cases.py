@@ -37,7 +37,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 from captum import attr as captum_attr
@@ -85,7 +84,6 @@ def build(
     cam_layer: str = "relu4",
 ) -> list[Case]:
     """Every case on `model` (an interp `Model`) and `net` (the same weights in torch)."""
-    xt, tt = tref.to_nchw(x), torch.from_numpy(np.asarray(target, np.int64))
     layer = getattr(net, cam_layer)
     cases = [
         Case(

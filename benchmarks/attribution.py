@@ -118,7 +118,7 @@ def compare(args) -> None:
     notes = []
     for case in cases:
         start = time.perf_counter()
-        ours = jax.block_until_ready(case.interp(model, x, target))
+        jax.block_until_ready(case.interp(model, x, target))
         compile_s = time.perf_counter() - start
         abs_diff, rel_diff = _case_differences(case, model, x, xt, target, tt)
         _, rel_jitter = _case_differences(case, model, x_jitter, _torch_reference.to_nchw(x_jitter), target, tt)

@@ -1,7 +1,6 @@
 """The training loop: learns, resumes bit-for-bit, shards, and fails loudly."""
 
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
