@@ -37,7 +37,7 @@ class TrainConfig:
     dataset: str = "synthparts"  # "synthparts", "cub" (a CUB_200_2011 folder) or "tfds:<name>"
     data_dir: str = ""  # the dataset's folder (real datasets only; nothing is downloaded)
     image_size: int = 64
-    num_classes: int = 6  # SynthParts only: a real dataset brings its own
+    num_classes: int = 6  # SynthParts; a real dataset brings its own (recorded in config.json)
     clutter: float = 0.5  # SynthParts only
     batch_size: int = 64
     steps: int = 3000
@@ -145,8 +145,10 @@ def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True)
     """Trains (or resumes) the run in `workdir`; returns the final validation metrics."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     data = make_data(config)
+    # Recorded with the dataset's own class count, so `restore` needs no data.
+    config = dataclasses.replace(config, num_classes=data.num_classes)
+    (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     module = zoo.create(config.model, num_classes=data.num_classes)
     evaluate = trainlib.make_evaluator(module, data.eval, data.eval_batches, config.batch_size)
     state = trainlib.train(
@@ -177,8 +179,7 @@ def restore(workdir: str | pathlib.Path) -> tuple[TrainConfig, Any, dict[str, An
     if not (workdir / "config.json").exists():
         raise FileNotFoundError(f"workdir: {workdir / 'config.json'} not found; is {workdir} a training run?")
     config = TrainConfig(**json.loads((workdir / "config.json").read_text()))
-    num_classes = make_data(config).num_classes
-    module = zoo.create(config.model, num_classes=num_classes)
+    module = zoo.create(config.model, num_classes=config.num_classes)
     sample = jnp.zeros((1, config.image_size, config.image_size, 3))
     like = trainlib.create_train_state(module, optimizer(config), sample, config.seed)
     checkpoints = trainlib.Checkpoints(workdir / "checkpoints", every=config.checkpoint_every)

@@ -61,6 +61,7 @@ def test_trains_on_a_cub_folder_with_its_own_classes(tmp_path):
     # 4 test images: evaluated once each, in one padded batch.
     assert data.eval_batches == 1 and data.eval(0, slice(None))["weight"].sum() == 4
     result = experiment.run(config, tmp_path / "run", progress=False)
+    assert experiment.restore(tmp_path / "run")[0].num_classes == 3  # the folder's, not the config's 6
     last = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
     assert (last["step"], last["split"], last["accuracy"]) == (2, "val", result["accuracy"])
     assert len(truth["labels"]) == 8
