@@ -15,6 +15,7 @@ A `Model` is a pytree (its params are the leaves), so it can be passed to and
 returned from `jit`, `vmap` and `grad`; changing it returns a copy.
 """
 
+import collections
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -61,12 +62,7 @@ class Model:
     def layer_shapes(self, x: jax.Array | jax.ShapeDtypeStruct) -> dict[str, jax.ShapeDtypeStruct]:
         """Every named layer, in execution order, with its output shape for input `x`."""
         closed, _ = self._trace(x)
-        shapes = {}
-        for eqn in _interpret.equations(closed.jaxpr):
-            if eqn.primitive.name == TAP_PRIMITIVE:
-                aval = eqn.outvars[0].aval
-                shapes[eqn.params["name"]] = jax.ShapeDtypeStruct(aval.shape, aval.dtype)
-        return shapes
+        return _tap_shapes(closed)
 
     def layer_names(self, x: jax.Array | jax.ShapeDtypeStruct) -> tuple[str, ...]:
         """Every named layer, in execution order."""
@@ -82,7 +78,8 @@ class Model:
         Returns:
           `{name: activation}`, each batch-first as the layer produced it.
         """
-        acts, _ = self._run(x, _as_names(layers), perturb=None)
+        closed, out_shape, wanted = self._traced(x, layers)
+        acts, _ = self._evaluate(closed, out_shape, x, wanted, perturb=None)
         return acts
 
     def activations_and_grads(
@@ -102,11 +99,11 @@ class Model:
           activations[name][i] (examples must not interact, as in any network
           in inference mode).
         """
-        names = _as_names(layers)
+        closed, out_shape, wanted = self._traced(x, layers)
         batch = np.shape(x)[0]
 
         def total_score(perturbations):
-            acts, outputs = self._run(x, names, perturb=perturbations)
+            acts, outputs = self._evaluate(closed, out_shape, x, wanted, perturbations)
             scores = score_fn(outputs)
             if jnp.shape(scores) != (batch,):
                 raise ValueError(
@@ -115,8 +112,7 @@ class Model:
                 )
             return scores.sum(), (scores, acts)
 
-        shapes = self.layer_shapes(x)
-        zeros = {n: jnp.zeros(shapes[n].shape, shapes[n].dtype) for n in names}
+        zeros = {n: jnp.zeros(s.shape, s.dtype) for n, s in wanted.items()}
         grads, (scores, acts) = jax.grad(total_score, has_aux=True)(zeros)
         return scores, acts, grads
 
@@ -124,16 +120,20 @@ class Model:
         x = check_input(x, self.input_spec)
         return jax.make_jaxpr(self.apply_fn, return_shape=True)(self.params, x)
 
-    def _run(self, x, names, perturb):
-        """Evaluates the model, recording (and optionally perturbing) `names`."""
+    def _traced(self, x, layers):
+        """The model traced once for `x`, its output shape, and the shapes of `layers`."""
         closed, out_shape = self._trace(x)
-        known = self._known_names(closed)
-        unknown = [n for n in names if n not in known]
+        shapes = _tap_shapes(closed)
+        names = _as_names(layers)
+        unknown = [n for n in names if n not in shapes]
         if unknown:
             raise ValueError(
-                f"layers: unknown layer {unknown[0]!r}; known layers: {', '.join(known)}"
+                f"layers: unknown layer {unknown[0]!r}; known layers: {', '.join(shapes)}"
             )
-        wanted = set(names)
+        return closed, out_shape, {n: shapes[n] for n in names}
+
+    def _evaluate(self, closed, out_shape, x, wanted, perturb):
+        """Evaluates the traced model, recording (and optionally perturbing) `wanted` layers."""
         acts = {}
 
         def select(eqn):
@@ -146,20 +146,23 @@ class Model:
 
         flat_args = jax.tree.leaves((self.params, x))
         flat_out = _interpret.interpret(closed, flat_args, select, record)
-        outputs = jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
-        return acts, outputs
+        return acts, jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
 
-    @staticmethod
-    def _known_names(closed) -> list[str]:
-        names = [
-            e.params["name"]
-            for e in _interpret.equations(closed.jaxpr)
-            if e.primitive.name == TAP_PRIMITIVE
-        ]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"layer names must be unique; repeated: {', '.join(duplicates)}")
-        return names
+
+def _tap_shapes(closed) -> dict[str, jax.ShapeDtypeStruct]:
+    """Each `tap`-named layer of a traced function with its shape, in execution order.
+
+    Raises:
+      ValueError: a name is used twice.
+    """
+    taps = [e for e in _interpret.equations(closed.jaxpr) if e.primitive.name == TAP_PRIMITIVE]
+    repeated = sorted(n for n, k in collections.Counter(e.params["name"] for e in taps).items() if k > 1)
+    if repeated:
+        raise ValueError(f"layer names must be unique; repeated: {', '.join(repeated)}")
+    return {
+        e.params["name"]: jax.ShapeDtypeStruct(e.outvars[0].aval.shape, e.outvars[0].aval.dtype)
+        for e in taps
+    }
 
 
 def check_input(x, spec: tuple[int | None, ...] | None, name: str = "x"):
