@@ -8,34 +8,19 @@ full-length numbers come from `python -m experiments.attribution` (README).
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from interp import attribution, metrics, nets
-from interp import train as trainlib
+from interp import attribution, metrics
 from interp.data import SynthParts
+from tests.trained import train_small_cnn
 
-DATA = SynthParts(seed=0, image_size=64, num_classes=6)
 HELD_OUT = SynthParts(seed=1, image_size=64, num_classes=6)
-STEPS, BATCH = 700, 32
+STEPS = 700
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    module = nets.create("small_cnn", num_classes=6)
-
-    def batches(step, rows):
-        b = DATA.batch(step * BATCH + jnp.arange(BATCH, dtype=jnp.int32))
-        return {"image": b["image"][rows], "label": b["label"][rows]}
-
-    state = trainlib.train(
-        module, optax.adam(2e-3), batches, num_steps=STEPS, batch_size=BATCH,
-        workdir=tmp_path_factory.mktemp("run"), sample_input=jnp.zeros((1, 64, 64, 3)),
-        checkpoint_every=STEPS, log_every=STEPS, progress=False,
-    )
-    trained = nets.from_linen(module, jax.device_get(trainlib.variables_of(state)))
-    random_init = nets.from_linen(module, module.init(jax.random.key(5), jnp.zeros((1, 64, 64, 3))))
-    return trained, random_init
+    return train_small_cnn(tmp_path_factory.mktemp("run"), STEPS)
 
 
 def density_ratio(maps, mask):

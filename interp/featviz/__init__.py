@@ -1,0 +1,96 @@
+"""Feature visualization: objectives with an algebra, parameterizations, transforms, rendering.
+
+    from interp import featviz as fv
+    obj = fv.channel("relu3", 5) - 1e-3 * fv.total_variation()
+    r = fv.render(model, obj, jax.random.key(0), param=fv.image(64), steps=256)
+    r.images[-1]    # [1, 64, 64, 3] in [0, 1]
+"""
+
+from interp.featviz.objectives import (
+    INPUT,
+    Objective,
+    activation_match,
+    alignment,
+    as_objective,
+    blur,
+    channel,
+    class_logit,
+    class_probability,
+    deepdream,
+    direction,
+    diversity,
+    l1,
+    l2,
+    neuron,
+    objective_sum,
+    total_variation,
+)
+from interp.featviz.param import (
+    Param,
+    color_correlation,
+    fourier,
+    image,
+    pixel,
+    spectrum_scale,
+)
+from interp.featviz.render import Rendering, make_render, render, render_each
+from interp.featviz.semantic import (
+    SemanticDictionary,
+    activation_grid,
+    grid_to_image,
+    semantic_dictionary,
+    top_channels,
+)
+from interp.featviz.transforms import (
+    Transform,
+    compose,
+    identity,
+    jitter,
+    pad,
+    random_rotate,
+    random_scale,
+    standard_transforms,
+)
+
+__all__ = [
+    "INPUT",
+    "Objective",
+    "Param",
+    "Rendering",
+    "SemanticDictionary",
+    "Transform",
+    "activation_grid",
+    "activation_match",
+    "alignment",
+    "as_objective",
+    "blur",
+    "channel",
+    "class_logit",
+    "class_probability",
+    "color_correlation",
+    "compose",
+    "deepdream",
+    "direction",
+    "diversity",
+    "fourier",
+    "grid_to_image",
+    "identity",
+    "image",
+    "jitter",
+    "l1",
+    "l2",
+    "make_render",
+    "neuron",
+    "objective_sum",
+    "pad",
+    "pixel",
+    "random_rotate",
+    "random_scale",
+    "render",
+    "render_each",
+    "semantic_dictionary",
+    "spectrum_scale",
+    "standard_transforms",
+    "top_channels",
+    "total_variation",
+]

@@ -1,0 +1,191 @@
+"""The render loop: gradient ascent on an objective through a parameterization and transforms.
+
+`make_render(objective, ...)` returns a pure function `(model, key) ->
+Rendering` that runs every step inside `lax.scan`, so a whole render is one
+compiled program; `render` jits and calls it. `render_each` vmaps it over a
+family of objectives (every channel of a layer, every position of an
+activation grid) so they render in one call, sharded over a device mesh when
+one is given.
+"""
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from interp import nets
+from interp.featviz import param as param_lib
+from interp.featviz import transforms as transforms_lib
+from interp.featviz.objectives import INPUT, Objective, as_objective
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Rendering:
+    """The result of a render (a pytree: `thresholds` is static).
+
+    Attributes:
+      images: [T, b, H, W, 3] in [0, 1], the images after each of the `T`
+        thresholds (with a leading objective axis from `render_each`).
+      thresholds: the step counts at which `images` were taken.
+      scores: [steps, b] the objective of each image at each step, as the
+        optimizer saw it (on the transformed image, before that step's update).
+    """
+
+    images: jax.Array
+    thresholds: tuple[int, ...] = dataclasses.field(metadata={"static": True})
+    scores: jax.Array
+
+
+def _thresholds(steps: int, thresholds: Sequence[int] | None) -> tuple[int, ...]:
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    chosen = (steps,) if thresholds is None else tuple(int(t) for t in thresholds)
+    if not chosen or list(chosen) != sorted(set(chosen)) or chosen[0] < 1 or chosen[-1] > steps:
+        raise ValueError(f"thresholds: expected increasing step counts in 1..{steps}, got {thresholds}")
+    return chosen
+
+
+def make_render(
+    objective: Objective | str,
+    *,
+    param: param_lib.Param | None = None,
+    transforms: transforms_lib.Transform | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    steps: int = 512,
+    thresholds: Sequence[int] | None = None,
+) -> Callable[[nets.Model, jax.Array], Rendering]:
+    """A pure, jit- and vmap-able render: `(model, key) -> Rendering`.
+
+    Args:
+      objective: what to maximize (summed over the batch), or `"layer:channel"`.
+      param: the image parameterization; default `param.image(128)` (Fourier,
+        decorrelated colour), as in Lucid.
+      transforms: applied to the image before the model each step; default
+        `transforms.standard_transforms()`.
+      optimizer: an optax optimizer; default `optax.adam(0.05)`, as in Lucid.
+      steps: optimization steps.
+      thresholds: steps after which the image is kept; default `(steps,)`.
+    """
+    objective = as_objective(objective)
+    param = param_lib.image(128) if param is None else param
+    transforms = transforms_lib.standard_transforms() if transforms is None else transforms
+    optimizer = optax.adam(0.05) if optimizer is None else optimizer
+    thresholds = _thresholds(steps, thresholds)
+    layers = tuple(n for n in objective.layers if n != INPUT)
+
+    def scores_of(model, params, key):
+        image = param.to_image(params)
+        acts = dict(model.activations(transforms(key, image), layers)) if layers else {}
+        acts[INPUT] = image
+        return objective(acts)
+
+    def loss(params, model, key):
+        scores = scores_of(model, params, key)
+        return -scores.sum(), scores
+
+    def step(model, carry, key):
+        params, opt_state = carry
+        grads, scores = jax.grad(loss, has_aux=True)(params, model, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), scores
+
+    def run(model: nets.Model, key: jax.Array) -> Rendering:
+        model = nets.as_model(model)
+        init_key, steps_key = jax.random.split(key)
+        params = param.init(init_key)
+        carry = (params, optimizer.init(params))
+        # Keys by step number, so a render's first t steps do not depend on `steps`.
+        step_keys = jax.vmap(lambda i: jax.random.fold_in(steps_key, i))(jnp.arange(steps))
+        images, scores, done = [], [], 0
+        for threshold in thresholds:
+            carry, segment = jax.lax.scan(lambda c, k: step(model, c, k), carry, step_keys[done:threshold])
+            images.append(param.to_image(carry[0]))
+            scores.append(segment)
+            done = threshold
+        return Rendering(jnp.stack(images), thresholds, jnp.concatenate(scores))
+
+    return run
+
+
+def render(model: Any, objective: Objective | str, key: jax.Array, **options) -> Rendering:
+    """Renders `objective` on `model` (a `nets.Model` or anything `nets.as_model` takes).
+
+    Example:
+      >>> r = render(model, "relu3:5", jax.random.key(0), param=param.image(64), steps=256)
+      >>> r.images[-1]   # [1, 64, 64, 3]
+
+    `options` are `make_render`'s keyword arguments.
+    """
+    return jax.jit(make_render(objective, **options))(nets.as_model(model), key)
+
+
+def render_each(
+    model: Any,
+    objective_of: Callable[[jax.Array], Objective],
+    indices: Any,
+    key: jax.Array,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    axis: str | None = None,
+    **options,
+) -> Rendering:
+    """Renders one objective per index in a single compiled, vmapped call.
+
+    Example, every channel of a layer:
+      >>> r = render_each(model, lambda c: channel("relu3", c), jnp.arange(64), key, param=param.image(64))
+      >>> r.images.shape   # [64, T, 1, 64, 64, 3]
+
+    Args:
+      model: as in `render`.
+      objective_of: builds the objective for one index (a traced array).
+      indices: [n, ...] one entry per objective (a pytree of arrays with a
+        common leading axis also works, e.g. positions and vectors).
+      key: split into one key per objective.
+      mesh: shard the objectives over this mesh's `axis` (default: its first
+        axis); `n` is padded to a multiple of that axis's size and trimmed back.
+      options: `make_render`'s keyword arguments.
+
+    Returns:
+      A `Rendering` whose arrays have a leading axis of length n.
+    """
+    model = nets.as_model(model)
+    leaves = jax.tree.leaves(indices)
+    if not leaves or len({np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}) != 1 or np.ndim(leaves[0]) == 0:
+        raise ValueError("indices: expected arrays with a common leading axis, one entry per objective")
+    n = np.shape(leaves[0])[0]
+    keys = jax.random.split(key, n)
+    thresholds = _thresholds(options.get("steps", 512), options.get("thresholds"))
+
+    def one(model, index, k):
+        rendering = make_render(objective_of(index), **options)(model, k)
+        return rendering.images, rendering.scores
+
+    batched = jax.vmap(one, in_axes=(None, 0, 0))
+    if mesh is None:
+        images, scores = jax.jit(batched)(model, indices, keys)
+        return Rendering(images, thresholds, scores)
+
+    axis = mesh.axis_names[0] if axis is None else axis
+    if axis not in mesh.axis_names:
+        raise ValueError(f"axis: {axis!r} is not an axis of the mesh {mesh.axis_names}")
+    missing = -n % mesh.shape[axis]
+
+    def pad(a):
+        # Repeat the last objective so every device gets an equal share; trimmed below.
+        a = jnp.asarray(a)
+        return jnp.concatenate([a, jnp.repeat(a[-1:], missing, axis=0)]) if missing else a
+
+    split, replicated = NamedSharding(mesh, PartitionSpec(axis)), NamedSharding(mesh, PartitionSpec())
+    sharded = jax.jit(batched, in_shardings=(replicated, split, split), out_shardings=(split, split))
+    images, scores = sharded(model, jax.tree.map(pad, indices), pad(keys))
+    if missing:
+        # Gathered before trimming: a mesh with explicit axes refuses to slice a sharded axis unevenly.
+        images, scores = jax.device_put((images, scores), replicated)
+        images, scores = images[:n], scores[:n]
+    return Rendering(images, thresholds, scores)
