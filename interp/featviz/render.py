@@ -59,8 +59,11 @@ def make_render(
     optimizer: optax.GradientTransformation | None = None,
     steps: int = 512,
     thresholds: Sequence[int] | None = None,
-) -> Callable[[nets.Model, jax.Array], Rendering]:
-    """A pure, jit- and vmap-able render: `(model, key) -> Rendering`.
+) -> Callable[..., Rendering]:
+    """A pure, jit- and vmap-able render: `(model, key, init_key=None) -> Rendering`.
+
+    `key` draws the start image and each step's transform; `init_key`, when
+    given, draws the start image instead.
 
     Args:
       objective: what to maximize (summed over the batch), or `"layer:channel"`.
@@ -95,10 +98,10 @@ def make_render(
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), scores
 
-    def run(model: nets.Model, key: jax.Array) -> Rendering:
+    def run(model: nets.Model, key: jax.Array, init_key: jax.Array | None = None) -> Rendering:
         model = nets.as_model(model)
-        init_key, steps_key = jax.random.split(key)
-        params = param.init(init_key)
+        start_key, steps_key = jax.random.split(key)
+        params = param.init(start_key if init_key is None else init_key)
         carry = (params, optimizer.init(params))
         # Keys by step number, so a render's first t steps do not depend on `steps`.
         step_keys = jax.vmap(lambda i: jax.random.fold_in(steps_key, i))(jnp.arange(steps))
@@ -146,7 +149,8 @@ def render_each(
       objective_of: builds the objective for one index (a traced array).
       indices: [n, ...] one entry per objective (a pytree of arrays with a
         common leading axis also works, e.g. positions and vectors).
-      key: split into one key per objective.
+      key: draws each step's transform (shared by all objectives) and, split
+        into one key per objective, their start images.
       mesh: shard the objectives over this mesh's `axis` (default: its first
         axis); `n` is padded to a multiple of that axis's size and trimmed back.
       options: `make_render`'s keyword arguments.
@@ -159,16 +163,19 @@ def render_each(
     if not leaves or len({np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}) != 1 or np.ndim(leaves[0]) == 0:
         raise ValueError("indices: expected arrays with a common leading axis, one entry per objective")
     n = np.shape(leaves[0])[0]
-    keys = jax.random.split(key, n)
+    init_keys = jax.random.split(key, n)
     thresholds = _thresholds(options.get("steps", 512), options.get("thresholds"))
 
-    def one(model, index, k):
-        rendering = make_render(objective_of(index), **options)(model, k)
+    def one(model, index, init_key):
+        # Every objective starts from its own image but sees the same transform at
+        # each step, as a batch does in Lucid: the transforms then act on the
+        # whole batch at once instead of as per-objective gathers.
+        rendering = make_render(objective_of(index), **options)(model, key, init_key)
         return rendering.images, rendering.scores
 
     batched = jax.vmap(one, in_axes=(None, 0, 0))
     if mesh is None:
-        images, scores = jax.jit(batched)(model, indices, keys)
+        images, scores = jax.jit(batched)(model, indices, init_keys)
         return Rendering(images, thresholds, scores)
 
     axis = mesh.axis_names[0] if axis is None else axis
@@ -183,7 +190,7 @@ def render_each(
 
     split, replicated = NamedSharding(mesh, PartitionSpec(axis)), NamedSharding(mesh, PartitionSpec())
     sharded = jax.jit(batched, in_shardings=(replicated, split, split), out_shardings=(split, split))
-    images, scores = sharded(model, jax.tree.map(pad, indices), pad(keys))
+    images, scores = sharded(model, jax.tree.map(pad, indices), pad(init_keys))
     if missing:
         # Gathered before trimming: a mesh with explicit axes refuses to slice a sharded axis unevenly.
         images, scores = jax.device_put((images, scores), replicated)

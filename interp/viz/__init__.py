@@ -1,6 +1,19 @@
 """Figures. Each function returns a matplotlib Figure; the caller decides where it goes."""
 
 from interp.viz.attribution import attribution_grid, heatmap
+from interp.viz.featviz import (
+    activation_grid_figure,
+    channel_grid,
+    semantic_dictionary_figure,
+)
 from interp.viz.figures import part_overlay_grid, training_curve
 
-__all__ = ["attribution_grid", "heatmap", "part_overlay_grid", "training_curve"]
+__all__ = [
+    "activation_grid_figure",
+    "attribution_grid",
+    "channel_grid",
+    "heatmap",
+    "part_overlay_grid",
+    "semantic_dictionary_figure",
+    "training_curve",
+]

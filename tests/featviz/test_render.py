@@ -59,7 +59,7 @@ def test_render_each_equals_separate_renders(model):
     options = {"param": fv.image(32), "steps": 24}
     key, channels = jax.random.key(7), [3, 9, 40]
     together = fv.render_each(model, lambda c: fv.channel("relu4", c), jnp.array(channels), key, **options)
-    alone = jax.jit(lambda m, c, k: fv.make_render(fv.channel("relu4", c), **options)(m, k))
+    alone = jax.jit(lambda m, c, k: fv.make_render(fv.channel("relu4", c), **options)(m, key, init_key=k))
     for i, k in enumerate(jax.random.split(key, 3)):
         np.testing.assert_allclose(together.images[i], alone(model, channels[i], k).images, atol=2e-3)
 

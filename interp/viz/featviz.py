@@ -1,0 +1,107 @@
+"""Feature-visualization figures: channel grids with dataset patches, semantic dictionaries, activation grids."""
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _bare(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def channel_grid(
+    visualizations: np.ndarray,
+    patches: np.ndarray | None = None,
+    titles: Sequence[str] | None = None,
+    columns: int = 2,
+) -> Figure:
+    """Each unit's rendered image with its top dataset patches beside it.
+
+    Args:
+      visualizations: [n, H, W, 3] in [0, 1], one rendered image per unit.
+      patches: [n, k, h, w, 3] in [0, 1], each unit's top dataset patches
+        (strongest first), or None for visualizations alone.
+      titles: n labels, e.g. "relu3:5".
+      columns: units per row of the figure.
+    """
+    visualizations = np.asarray(visualizations)
+    n = len(visualizations)
+    k = 0 if patches is None else np.shape(patches)[1]
+    rows = -(-n // columns)
+    per_unit = 1 + k
+    fig, axes = plt.subplots(rows, columns * per_unit, figsize=(1.2 * columns * per_unit, 1.35 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for unit in range(n):
+        row, col = divmod(unit, columns)
+        ax = axes[row, col * per_unit]
+        ax.axis("on")
+        ax.imshow(np.clip(visualizations[unit], 0, 1))
+        _bare(ax)
+        if titles is not None:
+            ax.set_title(titles[unit], fontsize=7)
+        for j in range(k):
+            ax = axes[row, col * per_unit + 1 + j]
+            ax.axis("on")
+            ax.imshow(np.clip(np.asarray(patches[unit, j]), 0, 1))
+            _bare(ax)
+            if unit < columns:
+                ax.set_title(f"top {j + 1}", fontsize=6)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def semantic_dictionary_figure(
+    image: np.ndarray,
+    position: tuple[int, int],
+    stride: float,
+    channels: Sequence[int],
+    values: Sequence[float],
+    visualizations: np.ndarray,
+    layer: str = "",
+) -> Figure:
+    """An image with one position marked, and that position's top channels with their visualizations.
+
+    Args:
+      image: [H, W, 3] in [0, 1].
+      position: (row, col) in the layer's map.
+      stride: input pixels per layer position, to mark where the position lies.
+      channels, values: the top channels and their activations (from `featviz.semantic_dictionary`).
+      visualizations: [k, h, w, 3] their rendered images.
+      layer: the layer's name, for titles.
+    """
+    k = len(channels)
+    fig, axes = plt.subplots(1, 1 + k, figsize=(1.6 * (1 + k), 1.9), squeeze=False)
+    axes[0, 0].imshow(np.clip(image, 0, 1))
+    row, col = position
+    axes[0, 0].add_patch(
+        plt.Rectangle((col * stride - 0.5, row * stride - 0.5), stride, stride, fill=False, color="red", lw=1.5)
+    )
+    axes[0, 0].set_title(f"{layer} {position}", fontsize=8)
+    for j in range(k):
+        axes[0, 1 + j].imshow(np.clip(visualizations[j], 0, 1))
+        axes[0, 1 + j].set_title(f"{layer}:{int(channels[j])}\n{float(values[j]):.2f}", fontsize=7)
+    for ax in axes.flat:
+        _bare(ax)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def activation_grid_figure(image: np.ndarray, grid_image: np.ndarray, layer: str = "") -> Figure:
+    """An image beside its activation grid (tiled with `featviz.grid_to_image`)."""
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.5), squeeze=False)
+    axes[0, 0].imshow(np.clip(image, 0, 1))
+    axes[0, 0].set_title("image", fontsize=9)
+    axes[0, 1].imshow(np.clip(grid_image, 0, 1))
+    axes[0, 1].set_title(f"activation grid of {layer}", fontsize=9)
+    for ax in axes.flat:
+        _bare(ax)
+    fig.tight_layout(pad=0.3)
+    return fig

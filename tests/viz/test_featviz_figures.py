@@ -1,0 +1,33 @@
+"""Feature-visualization figures draw what they are given, where they say."""
+
+import numpy as np
+
+from interp import viz
+
+
+def shown(fig):
+    """The image array of every visible axes, in order."""
+    return [ax.images[0].get_array() for ax in fig.axes if ax.axison and ax.images]
+
+
+def test_channel_grid_puts_each_units_patches_beside_it():
+    rng = np.random.default_rng(0)
+    visualizations = rng.uniform(size=(3, 8, 8, 3))
+    patches = rng.uniform(size=(3, 2, 5, 5, 3))
+    fig = viz.channel_grid(visualizations, patches, titles=["a", "b", "c"], columns=2)
+    images = shown(fig)
+    assert len(images) == 3 * 3  # 3 units, each with 2 patches; the empty slot stays hidden
+    expected = [visualizations[0], *patches[0], visualizations[1], *patches[1], visualizations[2], *patches[2]]
+    for got, want in zip(images, expected):
+        np.testing.assert_allclose(got, want)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title() in "abc" and ax.get_title()] == ["a", "b", "c"]
+
+
+def test_semantic_dictionary_figure_titles_channels_with_values():
+    fig = viz.semantic_dictionary_figure(
+        np.zeros((16, 16, 3)), (1, 2), 4.0, [7, 3], [2.5, 1.25], np.ones((2, 6, 6, 3)), layer="relu3"
+    )
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["relu3 (1, 2)", "relu3:7\n2.50", "relu3:3\n1.25"]
+    box = fig.axes[0].patches[0]
+    assert box.get_xy() == (7.5, 3.5) and box.get_width() == 4.0
