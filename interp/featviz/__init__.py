@@ -6,6 +6,14 @@
     r.images[-1]    # [1, 64, 64, 3] in [0, 1]
 """
 
+from interp.featviz.empirical_rf import empirical_receptive_field
+from interp.featviz.examples import (
+    TopK,
+    crop_patches,
+    dataset_examples,
+    top_k_init,
+    top_k_update,
+)
 from interp.featviz.objectives import (
     INPUT,
     Objective,
@@ -33,6 +41,7 @@ from interp.featviz.param import (
     pixel,
     spectrum_scale,
 )
+from interp.featviz.receptive_field import ReceptiveField, receptive_fields
 from interp.featviz.render import Rendering, make_render, render, render_each
 from interp.featviz.semantic import (
     SemanticDictionary,
@@ -56,8 +65,10 @@ __all__ = [
     "INPUT",
     "Objective",
     "Param",
+    "ReceptiveField",
     "Rendering",
     "SemanticDictionary",
+    "TopK",
     "Transform",
     "activation_grid",
     "activation_match",
@@ -69,9 +80,12 @@ __all__ = [
     "class_probability",
     "color_correlation",
     "compose",
+    "crop_patches",
+    "dataset_examples",
     "deepdream",
     "direction",
     "diversity",
+    "empirical_receptive_field",
     "fourier",
     "grid_to_image",
     "identity",
@@ -86,11 +100,14 @@ __all__ = [
     "pixel",
     "random_rotate",
     "random_scale",
+    "receptive_fields",
     "render",
     "render_each",
     "semantic_dictionary",
     "spectrum_scale",
     "standard_transforms",
     "top_channels",
+    "top_k_init",
+    "top_k_update",
     "total_variation",
 ]

@@ -1,0 +1,246 @@
+"""Dataset examples: the images and patches that excite each unit most.
+
+A running top-k per unit is kept on the device while a dataset streams past
+in batches (`top_k_init`, `top_k_update`); `dataset_examples` runs a model's
+forward pass and the update as one jitted step. Two modes:
+
+  * "images": an image's score is the unit's maximum over positions, so an
+    image appears at most once per unit (Zeiler & Fergus's top-9 grids);
+  * "patches": every (image, position) is a candidate, so one image can give
+    several patches.
+
+`crop_patches` then cuts each top patch out of its image by the layer's
+receptive field (`interp.featviz.receptive_field`).
+"""
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from interp import nets
+from interp.featviz.receptive_field import ReceptiveField
+
+MODES = ("images", "patches")
+
+
+class TopK(NamedTuple):
+    """The best `k` examples of each of `C` units, best first.
+
+    Attributes:
+      scores: [C, k] float32 activations; -inf where fewer than k were seen.
+      indices: [C, k] int32 dataset indices; -1 where empty.
+      positions: [C, k, 2] int32 (row, col) in the layer's activation map;
+        -1 where empty and for layers without spatial dimensions ([b, C]).
+    """
+
+    scores: jax.Array
+    indices: jax.Array
+    positions: jax.Array
+
+
+def top_k_init(num_units: int, k: int) -> TopK:
+    """An empty `TopK` for `num_units` units keeping `k` examples each."""
+    for name, value in (("num_units", num_units), ("k", k)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return TopK(
+        scores=jnp.full((num_units, k), -jnp.inf, jnp.float32),
+        indices=jnp.full((num_units, k), -1, jnp.int32),
+        positions=jnp.full((num_units, k, 2), -1, jnp.int32),
+    )
+
+
+def _candidates(acts: jax.Array, indices: jax.Array, mode: str) -> TopK:
+    """Every candidate of a batch, unit-major: scores [C, n], indices [C, n], positions [C, n, 2]."""
+    spatial = acts.ndim == 4
+    grid = acts if spatial else acts[:, None, None, :]
+    b, h, w, c = grid.shape
+    flat = grid.reshape(b, h * w, c)
+    if mode == "images":
+        where = flat.argmax(axis=1)  # [b, c]; the first maximum on ties
+        scores = jnp.take_along_axis(flat, where[:, None, :], axis=1)[:, 0]
+        owners = jnp.broadcast_to(jnp.expand_dims(indices, 1), (b, c))
+    else:
+        where = jnp.broadcast_to(jnp.expand_dims(jnp.arange(h * w), (0, 2)), (b, h * w, c)).reshape(-1, c)
+        scores = flat.reshape(b * h * w, c)
+        owners = jnp.broadcast_to(jnp.expand_dims(jnp.repeat(indices, h * w), 1), (b * h * w, c))
+    positions = jnp.stack([where // w, where % w], axis=-1).astype(jnp.int32)
+    if not spatial:
+        positions = jnp.full(positions.shape, -1, jnp.int32)
+    # Rows with a negative index are padding (a ragged last batch): never selected.
+    scores = jnp.where(owners >= 0, scores.astype(jnp.float32), -jnp.inf)
+    return TopK(scores.T, owners.T.astype(jnp.int32), jnp.swapaxes(positions, 0, 1))
+
+
+@functools.partial(jax.jit, static_argnames="mode")
+def top_k_update(state: TopK, acts: jax.Array, indices: jax.Array, mode: str = "images") -> TopK:
+    """Merges a batch of activations into the running top-k.
+
+    Args:
+      state: the top-k so far, for C units.
+      acts: [B, h, w, C] or [B, C] activations of one batch.
+      indices: [B] int dataset indices of the batch's images; rows with a
+        negative index are padding and are ignored.
+      mode: "images" (one candidate per image: its maximum over positions)
+        or "patches" (one candidate per image and position).
+
+    Returns:
+      The new `TopK`. On equal scores the earlier entry (already in `state`,
+      or the lower position in the batch) ranks first.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    if acts.ndim not in (2, 4) or acts.shape[-1] != state.scores.shape[0]:
+        raise ValueError(
+            f"acts: expected [B, h, w, {state.scores.shape[0]}] or [B, {state.scores.shape[0]}], "
+            f"got shape {list(acts.shape)}"
+        )
+    if indices.shape != acts.shape[:1]:
+        raise ValueError(f"indices: expected shape [{acts.shape[0]}], got {list(indices.shape)}")
+    new = _candidates(acts, indices.astype(jnp.int32), mode)
+    scores = jnp.concatenate([state.scores, new.scores], axis=1)
+    best, which = lax.top_k(scores, state.scores.shape[1])
+    return TopK(
+        scores=best,
+        indices=jnp.take_along_axis(jnp.concatenate([state.indices, new.indices], 1), which, axis=1),
+        positions=jnp.take_along_axis(
+            jnp.concatenate([state.positions, new.positions], 1), which[..., None], axis=1
+        ),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("layer", "mode"))
+def _step(model: nets.Model, state: TopK, images: jax.Array, indices: jax.Array, layer: str, mode: str) -> TopK:
+    return top_k_update(state, model.activations(images, layer)[layer], indices, mode=mode)
+
+
+def _as_batch(batch: Any, seen: int) -> tuple[jax.Array, np.ndarray]:
+    """`(images, indices)` from a batch given as such a pair or as images alone."""
+    if isinstance(batch, (tuple, list)):
+        if len(batch) != 2:
+            raise ValueError(f"batches: expected (images, indices) pairs or image arrays, got {len(batch)} items")
+        images, indices = jnp.asarray(batch[0]), np.asarray(batch[1])
+    else:
+        images = jnp.asarray(batch)
+        indices = np.arange(seen, seen + len(images))
+    if indices.shape != images.shape[:1] or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"batches: expected integer indices [{len(images)}], got {indices.dtype} {list(indices.shape)}")
+    if indices.size and indices.min() < 0:
+        raise ValueError("batches: dataset indices must be non-negative")
+    return images, indices
+
+
+def dataset_examples(
+    model: Any, layer: str, batches: Iterable[Any], k: int, *, mode: str = "images"
+) -> TopK:
+    """The top-k dataset examples of every channel of `layer`, over a stream of batches.
+
+    Each batch runs the model's forward pass and the top-k update as one
+    jitted step. Smaller batches (e.g. a ragged last one) are padded to the
+    first batch's size, so they reuse its compiled step.
+
+    Args:
+      model: a `nets.Model` or anything `nets.as_model` accepts.
+      layer: a named layer with [b, h, w, C] or [b, C] activations.
+      batches: iterable of `(images [B, H, W, 3], indices [B])`, or of images
+        alone (indices then count from 0 in stream order).
+      k: examples kept per unit.
+      mode: "images" or "patches" (see `top_k_update`).
+
+    Returns:
+      A `TopK` with C units.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    model = nets.as_model(model)
+    state, size, seen = None, 0, 0
+    for batch in batches:
+        images, indices = _as_batch(batch, seen)
+        seen += len(images)
+        if state is None:
+            shapes = model.layer_shapes(images)
+            if layer not in shapes:
+                raise ValueError(f"layer: unknown layer {layer!r}; known layers: {', '.join(shapes)}")
+            state, size = top_k_init(shapes[layer].shape[-1], k), len(images)
+        if len(images) < size:
+            pad = size - len(images)
+            images = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])
+            indices = np.concatenate([indices, np.full(pad, -1, indices.dtype)])
+        state = _step(model, state, images, jnp.asarray(indices, jnp.int32), layer=layer, mode=mode)
+    if state is None:
+        raise ValueError("batches: expected at least one batch, got none")
+    return state
+
+
+def crop_patches(
+    images: jax.Array | Callable[[jax.Array], jax.Array],
+    top_k: TopK,
+    receptive_field: ReceptiveField,
+    *,
+    fill: float = 0.0,
+    size: tuple[int, int] | None = None,
+) -> jax.Array:
+    """Each top example's receptive field, cut out of its image.
+
+    The crop of entry (c, r) is the field of the unit at `top_k.positions[c,
+    r]`: rows `start + i * stride` to `... + size - 1` (likewise columns).
+    Pixels outside the image, and the whole crop of an empty entry (index
+    -1), are `fill`, so every crop has the field's size. A global field crops
+    the whole image.
+
+    Args:
+      images: all images [N, H, W, 3] indexed by dataset index, or a function
+        `images_of(indices [n]) -> [n, H, W, 3]` (e.g.
+        `lambda i: data.batch(i)["image"]`), called once on the distinct indices.
+      top_k: the examples, for C units and k each.
+      receptive_field: the field of the layer `top_k` was computed on.
+      fill: value of out-of-image pixels.
+      size: (height, width) to resize every crop to (bilinear); None keeps
+        the field's size.
+
+    Returns:
+      [C, k, rf_h, rf_w, 3] crops, or [C, k, size[0], size[1], 3].
+    """
+    indices = np.asarray(top_k.indices)
+    positions = np.asarray(top_k.positions)
+    valid = indices >= 0
+    if not receptive_field.is_global and (positions[valid] < 0).any():
+        raise ValueError("top_k: positions are -1 (a layer without spatial dims) but the receptive field is local")
+    distinct, inverse = np.unique(np.where(valid, indices, 0), return_inverse=True)
+    if callable(images):
+        pool = jnp.asarray(images(jnp.asarray(distinct, jnp.int32)))
+    else:
+        pool = jnp.asarray(images)[distinct]
+    if pool.ndim != 4 or len(pool) != len(distinct):
+        raise ValueError(f"images: expected [n, H, W, C] images for {len(distinct)} indices, got {list(pool.shape)}")
+    crops = _crop(
+        pool,
+        jnp.asarray(inverse.reshape(-1)),
+        jnp.asarray(np.maximum(positions, 0).reshape(-1, 2)),
+        jnp.asarray(valid.reshape(-1)),
+        rf=receptive_field,
+        fill=float(fill),
+    )
+    if size is not None:
+        crops = jax.image.resize(crops, (len(crops), *size, crops.shape[-1]), "linear")
+    return crops.reshape(*indices.shape, *crops.shape[1:])
+
+
+@functools.partial(jax.jit, static_argnames=("rf", "fill"))
+def _crop(pool, which, positions, valid, *, rf: ReceptiveField, fill: float):
+    """[n, rf_h, rf_w, C] crops of `pool[which]` at unit `positions` [n, 2]."""
+    h, w = pool.shape[1:3]
+
+    def one(image, position, ok):
+        rows = rf.start[0] + position[0] * rf.stride[0] + jnp.arange(rf.size[0])
+        cols = rf.start[1] + position[1] * rf.stride[1] + jnp.arange(rf.size[1])
+        inside = (rows >= 0)[:, None] & (rows < h)[:, None] & (cols >= 0)[None] & (cols < w)[None] & ok
+        crop = image[jnp.clip(rows, 0, h - 1)][:, jnp.clip(cols, 0, w - 1)]
+        return jnp.where(inside[..., None], crop, jnp.asarray(fill, image.dtype))
+
+    return jax.vmap(one)(pool[which], positions, valid)
