@@ -2,8 +2,10 @@
 
 Writes to the workdir (default runs/demo): the checkpoints, metrics.jsonl,
 training_curve.png, synthparts_samples.png, attribution_grid.png (every
-attribution method on held-out images) and summary.json (wall time and
-validation accuracy). Rerunning resumes from the checkpoints.
+attribution method on held-out images), featviz/ (channel visualizations with
+their top dataset patches per layer, a semantic dictionary, an activation grid)
+and summary.json (wall time, validation accuracy, how far rendered channels
+exceed their best held-out image). Rerunning resumes from the checkpoints.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import attribution as attribution_experiment
+from experiments import featviz as featviz_experiment
 from experiments import train as train_experiment
 from interp import nets, viz
 from interp.data import SynthParts
@@ -54,12 +57,18 @@ def main(argv: list[str] | None = None) -> dict:
     held_out = dataclasses.replace(dataset, seed=config.seed + 1)
     figure = attribution_experiment.attribution_figure(nets.from_linen(module, variables), held_out)
     figure.savefig(workdir / "attribution_grid.png", dpi=110)
+    featviz = featviz_experiment.run(
+        nets.from_linen(module, variables), held_out, workdir / "featviz", featviz_experiment.FeatvizConfig()
+    )
 
     summary = {
         "val_accuracy": val["accuracy"],
         "val_loss": val["loss"],
         "steps": config.steps,
         "train_seconds_this_invocation": round(seconds, 1),
+        "featviz_render_over_best_held_out_median": {
+            layer: r["ratio_median"] for layer, r in featviz["layers"].items()
+        },
         "devices": [str(d) for d in jax.devices()],
     }
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -56,16 +56,28 @@ def top_channels(model: Any, layer: str, images: jax.Array, position: tuple[int,
 
 
 def semantic_dictionary(
-    model: Any, layer: str, images: jax.Array, position: tuple[int, int], key: jax.Array, *, k: int = 4, **render_options
+    model: Any,
+    layer: str,
+    images: jax.Array,
+    position: tuple[int, int],
+    key: jax.Array,
+    *,
+    k: int = 4,
+    render_layer: str | None = None,
+    **render_options,
 ) -> SemanticDictionary:
     """The semantic dictionary of `position` in `layer` for each image [b, H, W, 3].
 
     The top channels of all images are rendered in one `render_each` call;
     `render_options` go to it (param, transforms, steps, mesh, ...).
+    `render_layer` renders the channels at another layer with the same
+    channels, typically the pre-ReLU conv under a ReLU `layer`: a ReLU unit
+    that is silent on the grey start image has no gradient to climb.
     """
     model = nets.as_model(model)
     channels, values = top_channels(model, layer, images, position, k)
-    rendering = render_each(model, lambda c: channel(layer, c), channels.reshape(-1), key, **render_options)
+    target = layer if render_layer is None else render_layer
+    rendering = render_each(model, lambda c: channel(target, c), channels.reshape(-1), key, **render_options)
     last = rendering.images[:, -1, 0]  # the final image of each channel's render
     return SemanticDictionary(channels, values, last.reshape(channels.shape + last.shape[1:]))
 

@@ -78,7 +78,7 @@ def semantic_dictionary_figure(
       layer: the layer's name, for titles.
     """
     k = len(channels)
-    fig, axes = plt.subplots(1, 1 + k, figsize=(1.6 * (1 + k), 1.9), squeeze=False)
+    fig, axes = plt.subplots(1, 1 + k, figsize=(1.6 * (1 + k), 2.2), squeeze=False)
     axes[0, 0].imshow(np.clip(image, 0, 1))
     row, col = position
     axes[0, 0].add_patch(

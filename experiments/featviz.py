@@ -1,0 +1,142 @@
+"""Feature visualization of a trained SmallCNN: channel grids with dataset patches, and how far renders go.
+
+    python -m experiments.featviz --run runs/demo --workdir runs/featviz
+
+Reads the trained run (`make demo` writes runs/demo). For each layer it renders
+every chosen channel in one `render_each` call (pre-ReLU, as Lucid does: a
+ReLU unit silent on the grey start has no gradient), finds each channel's top
+held-out patches with the streaming top-k, crops them by the layer's
+receptive field, and measures the rendered channel's mean activation against
+its best held-out image. Also draws a semantic dictionary and an activation
+grid. Writes featviz_<layer>.png, semantic_dictionary.png, activation_grid.png
+and results.json to the workdir.
+"""
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import train as train_experiment
+from interp import featviz as fv
+from interp import nets, viz
+from interp.data import SynthParts
+
+LAYERS = ("conv2", "conv3", "conv4")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatvizConfig:
+    channels: int = 8  # per layer, the most active on held-out data
+    steps: int = 256
+    examples: int = 1024  # held-out images searched for top patches
+    patches: int = 4
+    seed: int = 0
+
+
+def _held_out_batches(dataset: SynthParts, count: int, batch_size: int = 128):
+    for start in range(0, count, batch_size):
+        indices = jnp.arange(start, min(start + batch_size, count), dtype=jnp.int32)
+        yield dataset.batch(indices)["image"], indices
+
+
+def dataset_channel_means(model: nets.Model, layer: str, dataset: SynthParts, count: int) -> np.ndarray:
+    """[count, C] each held-out image's mean activation per channel (what `fv.channel` scores)."""
+    mean = jax.jit(lambda x: model.activations(x, layer)[layer].mean((1, 2)))
+    return np.concatenate([np.asarray(mean(images)) for images, _ in _held_out_batches(dataset, count)])
+
+
+def layer_study(model: nets.Model, dataset: SynthParts, layer: str, config: FeatvizConfig, key) -> dict:
+    """Renders, top patches and render-vs-dataset activations for the most active channels of `layer`."""
+    means = dataset_channel_means(model, layer, dataset, config.examples)
+    channels = np.argsort(-means.max(0))[: config.channels]
+    rendering = fv.render_each(
+        model, lambda c: fv.channel(layer, c), jnp.asarray(channels), key,
+        param=fv.image(dataset.image_size), steps=config.steps,
+    )
+    images = rendering.images[:, -1, 0]
+    rendered = np.asarray(model.activations(images, layer)[layer].mean((1, 2)))[np.arange(len(channels)), channels]
+    top = fv.dataset_examples(model, layer, _held_out_batches(dataset, config.examples), config.patches)
+    top = jax.tree.map(lambda a: a[channels], top)
+    field = fv.receptive_fields(model, images[:1])[layer]
+    patches = fv.crop_patches(lambda i: dataset.batch(jnp.asarray(i, jnp.int32))["image"], top, field, fill=1.0)
+    return {
+        "channels": channels,
+        "images": np.asarray(images),
+        "patches": np.asarray(patches),
+        "ratio": rendered / means[:, channels].max(0),
+        "rendered": rendered,
+        "dataset_max": means[:, channels].max(0),
+        "receptive_field": field,
+    }
+
+
+def semantic_figures(model: nets.Model, dataset: SynthParts, key, steps: int):
+    """A semantic dictionary of one position of relu3 and the activation grid of relu4, for one held-out image."""
+    image = dataset.batch(jnp.arange(1, dtype=jnp.int32))["image"]
+    position = (4, 4)
+    dictionary = fv.semantic_dictionary(
+        model, "relu3", image, position, key, k=4, render_layer="conv3", param=fv.image(32), steps=steps
+    )
+    stride = fv.receptive_fields(model, image)["relu3"].stride[0]
+    semantic = viz.semantic_dictionary_figure(
+        np.asarray(image[0]), position, stride, np.asarray(dictionary.channels[0]),
+        np.asarray(dictionary.values[0]), np.asarray(dictionary.visualizations[0]), layer="relu3",
+    )
+    grid = fv.activation_grid(model, "relu4", image[0], key, param=fv.image(24), steps=steps // 2)
+    activation = viz.activation_grid_figure(np.asarray(image[0]), fv.grid_to_image(np.asarray(grid)), layer="relu4")
+    return semantic, activation
+
+
+def run(model: nets.Model, dataset: SynthParts, workdir: pathlib.Path, config: FeatvizConfig) -> dict:
+    """Every figure and the render/dataset ratios; writes them to `workdir` and returns the results."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = jax.random.key(config.seed)
+    results = {"config": dataclasses.asdict(config), "layers": {}}
+    for layer in LAYERS:
+        start = time.perf_counter()
+        study = layer_study(model, dataset, layer, config, jax.random.fold_in(key, len(results["layers"])))
+        seconds = time.perf_counter() - start
+        titles = [f"{layer}:{c}  {r:.1f}x" for c, r in zip(study["channels"], study["ratio"])]
+        viz.channel_grid(study["images"], study["patches"], titles).savefig(workdir / f"featviz_{layer}.png", dpi=110)
+        field = study["receptive_field"]
+        results["layers"][layer] = {
+            "channels": study["channels"].tolist(),
+            "rendered_mean_activation": np.round(study["rendered"], 3).tolist(),
+            "best_held_out_mean_activation": np.round(study["dataset_max"], 3).tolist(),
+            "ratio_median": round(float(np.median(study["ratio"])), 2),
+            "ratio_min": round(float(np.min(study["ratio"])), 2),
+            "receptive_field": {"size": field.size, "stride": field.stride},
+            "seconds": round(seconds, 1),
+        }
+    semantic, activation = semantic_figures(model, dataset, key, config.steps)
+    semantic.savefig(workdir / "semantic_dictionary.png", dpi=110)
+    activation.savefig(workdir / "activation_grid.png", dpi=110)
+    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="runs/demo", help="a training run's workdir")
+    parser.add_argument("--workdir", default="runs/featviz")
+    parser.add_argument("--steps", type=int, default=FeatvizConfig.steps)
+    parser.add_argument("--channels", type=int, default=FeatvizConfig.channels)
+    args = parser.parse_args(argv)
+    train_config, module, variables = train_experiment.restore(args.run)
+    model = nets.from_linen(module, variables)
+    held_out = SynthParts(seed=train_config.seed + 1, image_size=train_config.image_size, num_classes=train_config.num_classes)
+    config = FeatvizConfig(steps=args.steps, channels=args.channels)
+    results = run(model, held_out, pathlib.Path(args.workdir), config)
+    for layer, r in results["layers"].items():
+        print(f"{layer}: rendered / best held-out mean activation, median {r['ratio_median']}x, min {r['ratio_min']}x ({r['seconds']} s)")
+    return results
+
+
+if __name__ == "__main__":
+    main()
