@@ -14,6 +14,15 @@ from interp.featviz.examples import (
     top_k_init,
     top_k_update,
 )
+from interp.featviz.inversion import (
+    Inverter,
+    UpConv,
+    UpConvDecoder,
+    invert_layers,
+    mean_image_error,
+    reconstruction_error,
+    train_inverter,
+)
 from interp.featviz.objectives import (
     INPUT,
     Objective,
@@ -63,6 +72,7 @@ from interp.featviz.transforms import (
 
 __all__ = [
     "INPUT",
+    "Inverter",
     "Objective",
     "Param",
     "ReceptiveField",
@@ -70,6 +80,8 @@ __all__ = [
     "SemanticDictionary",
     "TopK",
     "Transform",
+    "UpConv",
+    "UpConvDecoder",
     "activation_grid",
     "activation_match",
     "alignment",
@@ -90,10 +102,12 @@ __all__ = [
     "grid_to_image",
     "identity",
     "image",
+    "invert_layers",
     "jitter",
     "l1",
     "l2",
     "make_render",
+    "mean_image_error",
     "neuron",
     "objective_sum",
     "pad",
@@ -101,6 +115,7 @@ __all__ = [
     "random_rotate",
     "random_scale",
     "receptive_fields",
+    "reconstruction_error",
     "render",
     "render_each",
     "semantic_dictionary",
@@ -110,4 +125,5 @@ __all__ = [
     "top_k_init",
     "top_k_update",
     "total_variation",
+    "train_inverter",
 ]

@@ -4,6 +4,7 @@ from interp.viz.attribution import attribution_grid, heatmap
 from interp.viz.featviz import (
     activation_grid_figure,
     channel_grid,
+    reconstruction_grid,
     semantic_dictionary_figure,
 )
 from interp.viz.figures import part_overlay_grid, training_curve
@@ -14,6 +15,7 @@ __all__ = [
     "channel_grid",
     "heatmap",
     "part_overlay_grid",
+    "reconstruction_grid",
     "semantic_dictionary_figure",
     "training_curve",
 ]

@@ -105,3 +105,24 @@ def activation_grid_figure(image: np.ndarray, grid_image: np.ndarray, layer: str
         _bare(ax)
     fig.tight_layout(pad=0.3)
     return fig
+
+
+def reconstruction_grid(images: np.ndarray, reconstructions: dict[str, np.ndarray]) -> Figure:
+    """Images in the first column, then their reconstruction from each layer (one column per layer).
+
+    Args:
+      images: [n, H, W, 3] in [0, 1].
+      reconstructions: layer -> [n, H, W, 3], in column order (e.g. from `featviz.Inverter`).
+    """
+    n, columns = len(images), 1 + len(reconstructions)
+    fig, axes = plt.subplots(n, columns, figsize=(1.3 * columns, 1.3 * n), squeeze=False)
+    for row in range(n):
+        axes[row, 0].imshow(np.clip(images[row], 0, 1))
+        for col, recon in enumerate(reconstructions.values(), start=1):
+            axes[row, col].imshow(np.clip(recon[row], 0, 1))
+    for col, name in enumerate(["image", *reconstructions]):
+        axes[0, col].set_title(name, fontsize=8)
+    for ax in axes.flat:
+        _bare(ax)
+    fig.tight_layout(pad=0.3)
+    return fig

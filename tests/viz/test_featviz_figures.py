@@ -31,3 +31,14 @@ def test_semantic_dictionary_figure_titles_channels_with_values():
     assert titles == ["relu3 (1, 2)", "relu3:7\n2.50", "relu3:3\n1.25"]
     box = fig.axes[0].patches[0]
     assert box.get_xy() == (7.5, 3.5) and box.get_width() == 4.0
+
+
+def test_reconstruction_grid_has_a_column_per_layer():
+    rng = np.random.default_rng(1)
+    images = rng.uniform(size=(2, 6, 6, 3))
+    recon = {"relu1": rng.uniform(size=(2, 6, 6, 3)), "relu4": rng.uniform(size=(2, 6, 6, 3))}
+    fig = viz.reconstruction_grid(images, recon)
+    drawn = shown(fig)
+    for got, want in zip(drawn, [images[0], recon["relu1"][0], recon["relu4"][0], images[1], recon["relu1"][1], recon["relu4"][1]]):
+        np.testing.assert_allclose(got, want)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "relu1", "relu4"]
