@@ -14,6 +14,11 @@ def test_readme_python_blocks_run_in_order():
         exec(compile(block, f"README.md[python block {number}]", "exec"), namespace)
     assert namespace["model"].activations(namespace["jnp"].ones((1, 3, 8, 8)), "conv1")["conv1"].shape == (1, 4, 8, 8)
     assert namespace["grads"]["relu4"].shape == namespace["acts"]["relu4"].shape == (8, 8, 8, 128)
+    assert namespace["rendering"].images.shape == (2, 1, 32, 32, 3)
+    assert namespace["every_channel"].images.shape == (16, 1, 1, 32, 32, 3)
+    field = namespace["fields"]["relu3"]
+    assert (field.size, field.stride) == ((33, 33), (8, 8))
+    assert namespace["top"].indices.shape == (64, 2)
 
 
 def test_readme_opens_with_the_two_commands():
