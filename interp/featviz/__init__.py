@@ -67,6 +67,7 @@ from interp.featviz.transforms import (
     pad,
     random_rotate,
     random_scale,
+    random_scale_rotate,
     standard_transforms,
 )
 
@@ -114,6 +115,7 @@ __all__ = [
     "pixel",
     "random_rotate",
     "random_scale",
+    "random_scale_rotate",
     "receptive_fields",
     "reconstruction_error",
     "render",

@@ -44,6 +44,19 @@ def test_quarter_turn_equals_rot90_and_scale_two_zooms_on_the_centre():
     np.testing.assert_allclose(zoomed[:, 4, 6], IMAGES[:, 4, 5], atol=1e-6)  # 2 px out is 1 px out
 
 
+def test_scale_rotate_in_one_resampling_reduces_to_each_alone():
+    key = jax.random.key(4)
+    np.testing.assert_allclose(
+        fv.random_scale_rotate([1.0], [90])(key, IMAGES), fv.random_rotate([90])(key, IMAGES), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        fv.random_scale_rotate([2.0], [0])(key, IMAGES), fv.random_scale([2.0])(key, IMAGES), atol=1e-6
+    )
+    # Zoom 2 then a counterclockwise quarter turn: 2 px right of the centre shows what was 1 px below it.
+    both = np.asarray(fv.random_scale_rotate([2.0], [90])(key, IMAGES))
+    np.testing.assert_allclose(both[:, 4, 6], IMAGES[:, 5, 4], atol=1e-6)
+
+
 def test_random_choices_cover_the_list():
     outcomes = set()
     for i in range(40):
