@@ -44,3 +44,21 @@ $(BENCH_STAMP): pyproject.toml requirements.lock benchmarks/requirements-captum.
 .PHONY: bench-captum
 bench-captum: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m benchmarks.attribution --memory
+
+# Feature visualization vs Lucent (benchmarks/featviz.py): its own venv with torch (CPU), kornia and Lucent beside the interp stack.
+# pip check must pass except for the requirements torch-lucent declares but never imports (see requirements-lucent.txt).
+LUCENT_VENV := .bench-lucent-venv
+LUCENT_STAMP := $(LUCENT_VENV)/.installed
+
+$(LUCENT_STAMP): pyproject.toml requirements.lock benchmarks/requirements-lucent.txt
+	$(PYTHON) -m venv $(LUCENT_VENV)
+	$(LUCENT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LUCENT_VENV)/bin/python -m pip install -q -r requirements.lock
+	$(LUCENT_VENV)/bin/python -m pip install -q --no-deps -r benchmarks/requirements-lucent.txt
+	$(LUCENT_VENV)/bin/python -m pip install -q --no-deps -e .
+	! $(LUCENT_VENV)/bin/python -m pip check | grep -v -E '^(No broken requirements found|torch-lucent 0\.1\.8 requires (coverage|coveralls|future|pytest-mock|scikit-learn|torchvision),)'
+	touch $(LUCENT_STAMP)
+
+.PHONY: bench-lucent
+bench-lucent: $(LUCENT_STAMP)
+	$(LUCENT_VENV)/bin/python -m benchmarks.featviz
