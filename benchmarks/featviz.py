@@ -202,9 +202,9 @@ def one_channel_case(model, net, layer: str, channel: int, steps: int) -> Case:
 def all_channels_case(model, net, layer: str, steps: int) -> Case:
     """Every channel of `layer` at once: `render_each` against one Lucent batch.
 
-    The timed interp program is `render_each`'s (a vmap of `make_render` over
-    channels and start keys) built once, since `render_each` itself jits anew
-    on each call; it is checked to give `render_each`'s images.
+    The timed interp program is `jax.jit(fv.make_render_each(...))` compiled
+    once, since `render_each` itself jits anew on each call; it is checked to
+    give `render_each`'s images.
     """
     import jax
     import jax.numpy as jnp
@@ -216,12 +216,10 @@ def all_channels_case(model, net, layer: str, steps: int) -> Case:
     channels = model.layer_shapes(jnp.zeros((1, _SIZE, _SIZE, 3)))[layer].shape[-1]
     indices, key = jnp.arange(channels), jax.random.key(0)
 
-    def each(m, k):
-        # As render_each: one start image per channel, each step's transform shared by all.
-        def one(c, init_key):
-            return fv.make_render(fv.channel(layer, c), **options)(m, k, init_key).images[-1, 0]
+    render_each = fv.make_render_each(lambda c: fv.channel(layer, c), **options)
 
-        return jax.vmap(one)(indices, jax.random.split(k, channels))
+    def each(m, k):
+        return render_each(m, indices, k).images[:, -1, 0]
 
     interp, compile_s = _compiled(each, model, key)
     start = time.perf_counter()

@@ -51,7 +51,13 @@ from interp.featviz.param import (
     spectrum_scale,
 )
 from interp.featviz.receptive_field import ReceptiveField, receptive_fields
-from interp.featviz.render import Rendering, make_render, render, render_each
+from interp.featviz.render import (
+    Rendering,
+    make_render,
+    make_render_each,
+    render,
+    render_each,
+)
 from interp.featviz.semantic import (
     SemanticDictionary,
     activation_grid,
@@ -108,6 +114,7 @@ __all__ = [
     "l1",
     "l2",
     "make_render",
+    "make_render_each",
     "mean_image_error",
     "neuron",
     "objective_sum",

@@ -2,8 +2,8 @@
 
 `make_render(objective, ...)` returns a pure function `(model, key) ->
 Rendering` that runs every step inside `lax.scan`, so a whole render is one
-compiled program; `render` jits and calls it. `render_each` vmaps it over a
-family of objectives (every channel of a layer, every position of an
+compiled program; `render` jits and calls it. `render_each` (and its pure
+form `make_render_each`) vmaps it over a family of objectives (every channel of a layer, every position of an
 activation grid) so they render in one call, sharded over a device mesh when
 one is given.
 """
@@ -128,6 +128,43 @@ def render(model: Any, objective: Objective | str, key: jax.Array, **options) ->
     return jax.jit(make_render(objective, **options))(nets.as_model(model), key)
 
 
+def make_render_each(
+    objective_of: Callable[[jax.Array], Objective], **options
+) -> Callable[[nets.Model, Any, jax.Array], Rendering]:
+    """A pure, jit-able render of one objective per index: `(model, indices, key) -> Rendering`.
+
+    Every objective starts from its own image but sees the same transform at
+    each step, as the images of a Lucid batch do: the transforms then act on
+    the whole batch at once instead of as per-objective gathers. `indices` and
+    `key` are as in `render_each`; `options` are `make_render`'s.
+    """
+    thresholds = _thresholds(options.get("steps", 512), options.get("thresholds"))
+
+    def run(model: nets.Model, indices: Any, key: jax.Array) -> Rendering:
+        n = _count(indices)
+        transforms_key, starts_key = jax.random.split(key)
+        # By position, so objective i starts from the same image whatever n is
+        # (render_each pads n to fill a mesh).
+        init_keys = jax.vmap(lambda i: jax.random.fold_in(starts_key, i))(jnp.arange(n))
+
+        def one(index, init_key):
+            rendering = make_render(objective_of(index), **options)(model, transforms_key, init_key)
+            return rendering.images, rendering.scores
+
+        images, scores = jax.vmap(one)(indices, init_keys)
+        return Rendering(images, thresholds, scores)
+
+    return run
+
+
+def _count(indices: Any) -> int:
+    leaves = jax.tree.leaves(indices)
+    lengths = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
+    if not leaves or len(lengths) != 1 or None in lengths:
+        raise ValueError("indices: expected arrays with a common leading axis, one entry per objective")
+    return lengths.pop()
+
+
 def render_each(
     model: Any,
     objective_of: Callable[[jax.Array], Objective],
@@ -141,7 +178,7 @@ def render_each(
     """Renders one objective per index in a single compiled, vmapped call.
 
     Example, every channel of a layer:
-      >>> r = render_each(model, lambda c: channel("relu3", c), jnp.arange(64), key, param=param.image(64))
+      >>> r = render_each(model, lambda c: channel("conv3", c), jnp.arange(64), key, param=param.image(64))
       >>> r.images.shape   # [64, T, 1, 64, 64, 3]
 
     Args:
@@ -149,8 +186,8 @@ def render_each(
       objective_of: builds the objective for one index (a traced array).
       indices: [n, ...] one entry per objective (a pytree of arrays with a
         common leading axis also works, e.g. positions and vectors).
-      key: draws each step's transform (shared by all objectives) and, split
-        into one key per objective, their start images.
+      key: draws each step's transform (shared by all objectives) and each
+        objective's start image.
       mesh: shard the objectives over this mesh's `axis` (default: its first
         axis); `n` is padded to a multiple of that axis's size and trimmed back.
       options: `make_render`'s keyword arguments.
@@ -159,24 +196,10 @@ def render_each(
       A `Rendering` whose arrays have a leading axis of length n.
     """
     model = nets.as_model(model)
-    leaves = jax.tree.leaves(indices)
-    if not leaves or len({np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}) != 1 or np.ndim(leaves[0]) == 0:
-        raise ValueError("indices: expected arrays with a common leading axis, one entry per objective")
-    n = np.shape(leaves[0])[0]
-    init_keys = jax.random.split(key, n)
-    thresholds = _thresholds(options.get("steps", 512), options.get("thresholds"))
-
-    def one(model, index, init_key):
-        # Every objective starts from its own image but sees the same transform at
-        # each step, as a batch does in Lucid: the transforms then act on the
-        # whole batch at once instead of as per-objective gathers.
-        rendering = make_render(objective_of(index), **options)(model, key, init_key)
-        return rendering.images, rendering.scores
-
-    batched = jax.vmap(one, in_axes=(None, 0, 0))
+    n = _count(indices)
+    run = make_render_each(objective_of, **options)
     if mesh is None:
-        images, scores = jax.jit(batched)(model, indices, init_keys)
-        return Rendering(images, thresholds, scores)
+        return jax.jit(run)(model, indices, key)
 
     axis = mesh.axis_names[0] if axis is None else axis
     if axis not in mesh.axis_names:
@@ -189,10 +212,10 @@ def render_each(
         return jnp.concatenate([a, jnp.repeat(a[-1:], missing, axis=0)]) if missing else a
 
     split, replicated = NamedSharding(mesh, PartitionSpec(axis)), NamedSharding(mesh, PartitionSpec())
-    sharded = jax.jit(batched, in_shardings=(replicated, split, split), out_shardings=(split, split))
-    images, scores = sharded(model, jax.tree.map(pad, indices), pad(init_keys))
+    sharded = jax.jit(run, in_shardings=(replicated, split, replicated), out_shardings=split)
+    rendering = sharded(model, jax.tree.map(pad, indices), key)
     if missing:
         # Gathered before trimming: a mesh with explicit axes refuses to slice a sharded axis unevenly.
-        images, scores = jax.device_put((images, scores), replicated)
-        images, scores = images[:n], scores[:n]
-    return Rendering(images, thresholds, scores)
+        rendering = jax.device_put(rendering, replicated)
+        rendering = Rendering(rendering.images[:n], rendering.thresholds, rendering.scores[:n])
+    return rendering

@@ -59,9 +59,13 @@ def test_render_each_equals_separate_renders(model):
     options = {"param": fv.image(32), "steps": 24}
     key, channels = jax.random.key(7), [3, 9, 40]
     together = fv.render_each(model, lambda c: fv.channel("relu4", c), jnp.array(channels), key, **options)
-    alone = jax.jit(lambda m, c, k: fv.make_render(fv.channel("relu4", c), **options)(m, key, init_key=k))
-    for i, k in enumerate(jax.random.split(key, 3)):
-        np.testing.assert_allclose(together.images[i], alone(model, channels[i], k).images, atol=2e-3)
+    transforms_key, starts_key = jax.random.split(key)
+    alone = jax.jit(lambda m, c, k: fv.make_render(fv.channel("relu4", c), **options)(m, transforms_key, init_key=k))
+    for i, c in enumerate(channels):
+        start = jax.random.fold_in(starts_key, i)
+        np.testing.assert_allclose(together.images[i], alone(model, c, start).images, atol=2e-3)
+    pure = jax.jit(fv.make_render_each(lambda c: fv.channel("relu4", c), **options))
+    np.testing.assert_array_equal(pure(model, jnp.array(channels), key).images, together.images)
 
 
 def test_render_each_sharded_over_a_mesh_equals_unsharded(model):
