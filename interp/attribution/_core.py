@@ -122,12 +122,3 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
-
-
-def check_positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
-    """Returns `value` if it is an int >= 1 (or None when allowed), else raises a `ValueError`."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return int(value)

@@ -6,13 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from interp._checks import check_positive_int
 from interp.attribution._chunks import weighted_sum
 from interp.attribution._core import (
     ScoreFn,
     Target,
     check_batch,
     check_choice,
-    check_positive_int,
     input_gradients,
     normalize_target,
     select_scores,

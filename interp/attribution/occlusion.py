@@ -6,12 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from interp._checks import check_positive_int
 from interp.attribution._core import (
     ScoreFn,
     Target,
     check_batch,
     check_choice,
-    check_positive_int,
     normalize_target,
     select_scores,
 )

@@ -14,6 +14,7 @@ import numpy as np
 from jax import lax
 
 from interp import nets
+from interp._checks import check_positive_int
 from interp.featviz.receptive_field import ReceptiveField, receptive_fields
 
 
@@ -63,11 +64,11 @@ def empirical_receptive_field(
     if images.ndim != 4:
         raise ValueError(f"images: expected [n, H, W, C], got shape {list(images.shape)}")
     for name, value in (("patch", patch), ("stride", stride), ("chunk_size", chunk_size)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    shape = model.layer_shapes(images[:1]).get(layer)
+        check_positive_int(name, value)
+    shapes = model.layer_shapes(images[:1])
+    shape = shapes.get(layer)
     if shape is None or len(shape.shape) != 4:
-        known = ", ".join(n for n, s in model.layer_shapes(images[:1]).items() if len(s.shape) == 4)
+        known = ", ".join(n for n, s in shapes.items() if len(s.shape) == 4)
         raise ValueError(f"layer: expected a layer with [b, h, w, c] activations, got {layer!r}; such layers: {known}")
     if not 0 <= channel < shape.shape[-1]:
         raise ValueError(f"channel: expected 0 <= channel < {shape.shape[-1]}, got {channel}")

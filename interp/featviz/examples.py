@@ -23,6 +23,7 @@ import numpy as np
 from jax import lax
 
 from interp import nets
+from interp._checks import check_positive_int
 from interp.featviz.receptive_field import ReceptiveField
 
 MODES = ("images", "patches")
@@ -45,9 +46,8 @@ class TopK(NamedTuple):
 
 def top_k_init(num_units: int, k: int) -> TopK:
     """An empty `TopK` for `num_units` units keeping `k` examples each."""
-    for name, value in (("num_units", num_units), ("k", k)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    check_positive_int("num_units", num_units)
+    check_positive_int("k", k)
     return TopK(
         scores=jnp.full((num_units, k), -jnp.inf, jnp.float32),
         indices=jnp.full((num_units, k), -1, jnp.int32),
@@ -163,10 +163,7 @@ def dataset_examples(
         images, indices = _as_batch(batch, seen)
         seen += len(images)
         if state is None:
-            shapes = model.layer_shapes(images)
-            if layer not in shapes:
-                raise ValueError(f"layer: unknown layer {layer!r}; known layers: {', '.join(shapes)}")
-            state, size = top_k_init(shapes[layer].shape[-1], k), len(images)
+            state, size = top_k_init(model.layer_shape(images, layer).shape[-1], k), len(images)
         if len(images) < size:
             pad = size - len(images)
             images = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from interp._checks import check_positive_int
 from interp.nets.adapter import Model
 
 ImagesFn = Callable[[int], jax.Array]
@@ -202,14 +203,10 @@ def _per_image_mse(recon: jax.Array, images: jax.Array) -> jax.Array:
 
 def _check_layer(model: Model, layer: str, images: jax.Array) -> jax.ShapeDtypeStruct:
     """The shape of `layer`'s features for `images`; a named ValueError if it is unknown."""
-    shapes = model.layer_shapes(jax.ShapeDtypeStruct(images.shape, images.dtype))
-    if layer not in shapes:
-        raise ValueError(f"layer: unknown layer {layer!r}; known layers: {', '.join(shapes)}")
-    if len(shapes[layer].shape) not in (2, 4):
-        raise ValueError(
-            f"layer: expected features [B, h, w, C] or [B, C] at {layer!r}, got shape {list(shapes[layer].shape)}"
-        )
-    return shapes[layer]
+    shape = model.layer_shape(jax.ShapeDtypeStruct(images.shape, images.dtype), layer)
+    if len(shape.shape) not in (2, 4):
+        raise ValueError(f"layer: expected features [B, h, w, C] or [B, C] at {layer!r}, got shape {list(shape.shape)}")
+    return shape
 
 
 def _check_images(images: jax.Array, batch_size: int) -> None:
@@ -275,8 +272,7 @@ def train_inverter(
       ValueError: unknown `layer`, badly shaped images, a non-positive `steps`,
         or a decoder whose output does not match the images.
     """
-    if steps < 1:
-        raise ValueError(f"steps: expected a positive int, got {steps}")
+    check_positive_int("steps", steps)
     first = jnp.asarray(images_fn(0))
     _check_images(first, batch_size)
     _check_layer(model, layer, first)

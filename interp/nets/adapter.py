@@ -64,6 +64,17 @@ class Model:
         closed, _ = self._trace(x)
         return _tap_shapes(closed)
 
+    def layer_shape(self, x: jax.Array | jax.ShapeDtypeStruct, layer: str) -> jax.ShapeDtypeStruct:
+        """The output shape of the named `layer` for input `x`.
+
+        Raises:
+          ValueError: `layer` is unknown; the message lists the known layers.
+        """
+        shapes = self.layer_shapes(x)
+        if layer not in shapes:
+            raise ValueError(f"layer: unknown layer {layer!r}; known layers: {', '.join(shapes)}")
+        return shapes[layer]
+
     def layer_names(self, x: jax.Array | jax.ShapeDtypeStruct) -> tuple[str, ...]:
         """Every named layer, in execution order."""
         return tuple(self.layer_shapes(x))

@@ -149,6 +149,9 @@ def test_unknown_layer_lists_known_names():
     _, x, models = three_models()
     with pytest.raises(ValueError, match=r"unknown layer 'conv9'; known layers: conv, relu, gap, logits"):
         models["linen"].activations(x, ["relu", "conv9"])
+    with pytest.raises(ValueError, match=r"layer: unknown layer 'conv9'; known layers: conv, relu, gap, logits"):
+        models["linen"].layer_shape(x, "conv9")
+    assert models["linen"].layer_shape(x, "relu") == models["linen"].layer_shapes(x)["relu"]
 
 
 def test_bad_input_is_named():
