@@ -55,11 +55,10 @@ def main(argv: list[str] | None = None) -> dict:
     draw_samples(dataset).savefig(workdir / "synthparts_samples.png", dpi=120)
     _, module, variables = train_experiment.restore(workdir)
     held_out = dataclasses.replace(dataset, seed=config.seed + 1)
-    figure = attribution_experiment.attribution_figure(nets.from_linen(module, variables), held_out)
+    model = nets.from_linen(module, variables)
+    figure = attribution_experiment.attribution_figure(model, held_out)
     figure.savefig(workdir / "attribution_grid.png", dpi=110)
-    featviz = featviz_experiment.run(
-        nets.from_linen(module, variables), held_out, workdir / "featviz", featviz_experiment.FeatvizConfig()
-    )
+    featviz = featviz_experiment.run(model, held_out, workdir / "featviz", featviz_experiment.FeatvizConfig())
 
     summary = {
         "val_accuracy": val["accuracy"],

@@ -65,13 +65,14 @@ def layer_study(model: nets.Model, dataset: SynthParts, layer: str, config: Feat
     top = jax.tree.map(lambda a: a[channels], top)
     field = fv.receptive_fields(model, images[:1])[layer]
     patches = fv.crop_patches(lambda i: dataset.batch(jnp.asarray(i, jnp.int32))["image"], top, field, fill=1.0)
+    dataset_max = means[:, channels].max(0)
     return {
         "channels": channels,
         "images": np.asarray(images),
         "patches": np.asarray(patches),
-        "ratio": rendered / means[:, channels].max(0),
+        "ratio": rendered / dataset_max,
         "rendered": rendered,
-        "dataset_max": means[:, channels].max(0),
+        "dataset_max": dataset_max,
         "receptive_field": field,
     }
 

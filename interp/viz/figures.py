@@ -7,9 +7,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # figures are written to files; no display is assumed
 
-import matplotlib.pyplot as plt
-import numpy as np
-from matplotlib.figure import Figure
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
 def training_curve(records: Sequence[dict[str, Any]]) -> Figure:
