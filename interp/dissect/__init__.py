@@ -1,0 +1,43 @@
+"""Network Dissection: concept IoU for every unit of a layer (Bau et al., CVPR 2017).
+
+    from interp import dissect
+    data = dissect.SynthPartsConcepts(SynthParts(image_size=64), num_examples=512)
+    result = dissect.dissect(model, data, ["relu3", "relu4"])
+    result["relu3"].summary()            # detectors and unique concepts per category
+    dissect.write_csv(result["relu3"], "relu3.csv")
+    dissect.write_report(result, model, data, "report/")   # HTML, opens without a server
+"""
+
+from interp.dissect.concepts import BrodenConcepts, ConceptBatch, ConceptSet, SynthPartsConcepts
+from interp.dissect.dissect import QUANTILE, activation_masks, dissect
+from interp.dissect.quantile import thresholds_from_top, top_values_init, top_values_update, values_needed
+from interp.dissect.result import DETECTOR_IOU, LayerDissection, csv_columns, iou, summary, write_csv
+from interp.dissect.tally import CONVENTIONS, Counts, tally_batch
+from interp.dissect.upsample import UPSAMPLING, interpolation_matrix, unit_positions, upsampling_matrices
+
+__all__ = [
+    "BrodenConcepts",
+    "ConceptBatch",
+    "ConceptSet",
+    "SynthPartsConcepts",
+    "QUANTILE",
+    "dissect",
+    "activation_masks",
+    "thresholds_from_top",
+    "top_values_init",
+    "top_values_update",
+    "values_needed",
+    "DETECTOR_IOU",
+    "LayerDissection",
+    "csv_columns",
+    "iou",
+    "summary",
+    "write_csv",
+    "CONVENTIONS",
+    "Counts",
+    "tally_batch",
+    "UPSAMPLING",
+    "interpolation_matrix",
+    "unit_positions",
+    "upsampling_matrices",
+]

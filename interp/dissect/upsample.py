@@ -1,0 +1,77 @@
+"""Bilinear upsampling of activation maps to the segmentation grid, as two matrices.
+
+Both of NetDissect's choices are linear interpolation between the positions
+of the units on the segmentation grid, clamped at the border; they differ only
+in where a unit sits:
+
+  * "receptive_field" (NetDissect, Bau et al. 2017, `upsampleL`): unit i sits
+    at the centre of its receptive field, `start + i * stride + (size - 1) / 2`
+    in input pixels. NetDissect rounds the centre down to `size // 2`; here it
+    is exact (the same for odd fields).
+  * "resize" (NetDissect-Lite, `imresize(..., mode='F')`): the map is
+    stretched over the image like any picture, unit i's centre at
+    `(i + 0.5) * seg / h - 0.5`.
+
+Pixel (r, c) of every grid has its centre at (r, c), so an input-pixel
+position p lies at `(p + 0.5) * seg / image - 0.5` on the segmentation grid.
+The upsampled map of one channel is then `rows @ a @ cols.T`, batched over
+images and channels as one einsum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from interp.featviz.receptive_field import ReceptiveField
+
+UPSAMPLING = ("receptive_field", "resize")
+
+
+def unit_positions(num_units: int, seg_length: int, image_length: int, upsampling: str,
+                   field: ReceptiveField | None = None, axis: int = 0) -> np.ndarray:
+    """Where each unit along one spatial axis sits on the segmentation grid.
+
+    Args:
+      num_units: units along the axis (the activation map's h or w).
+      seg_length: pixels of the segmentation along the axis.
+      image_length: pixels of the network input along the axis.
+      upsampling: "receptive_field" or "resize".
+      field: the layer's receptive field (needed for "receptive_field").
+      axis: 0 for rows, 1 for columns (selects the field's entries).
+
+    Returns:
+      float64 [num_units], ascending positions in segmentation pixels.
+    """
+    units = np.arange(num_units, dtype=np.float64)
+    if upsampling == "resize":
+        return (units + 0.5) * seg_length / num_units - 0.5
+    if upsampling != "receptive_field":
+        raise ValueError(f"upsampling: expected one of {UPSAMPLING}, got {upsampling!r}")
+    if field is None or field.stride[axis] <= 0:
+        raise ValueError("upsampling='receptive_field' needs a spatial receptive field (stride > 0); "
+                         f"got {field}")
+    centres = field.start[axis] + units * field.stride[axis] + (field.size[axis] - 1) / 2
+    return (centres + 0.5) * seg_length / image_length - 0.5
+
+
+def interpolation_matrix(positions: np.ndarray, seg_length: int) -> np.ndarray:
+    """float32 [seg_length, n]: linear interpolation from samples at `positions`.
+
+    Row p holds the weights of the n samples at segmentation pixel p: the two
+    neighbours of p, or all weight on the first (last) sample before (after)
+    them, as NetDissect's clamped spline and PIL's bilinear resize do.
+    """
+    pixels = np.arange(seg_length, dtype=np.float64)
+    basis = np.eye(len(positions))
+    return np.stack([np.interp(pixels, positions, basis[j]) for j in range(len(positions))],
+                    axis=1).astype(np.float32)
+
+
+def upsampling_matrices(activation_hw: tuple[int, int], seg_hw: tuple[int, int],
+                        image_hw: tuple[int, int], upsampling: str,
+                        field: ReceptiveField | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(rows [sh, h], cols [sw, w]): `up[b, y, x, k] = sum rows[y, i] a[b, i, j, k] cols[x, j]`."""
+    return tuple(
+        interpolation_matrix(unit_positions(activation_hw[axis], seg_hw[axis], image_hw[axis],
+                                            upsampling, field, axis), seg_hw[axis])
+        for axis in (0, 1))
