@@ -134,7 +134,7 @@ def _synthparts_masks(example: dict[str, jax.Array], dataset: SynthParts) -> jax
     colors = one_hot(example["color"] - 1, sizes["color"])
     textures = one_hot(example["texture"] - 1, sizes["texture"])
     scenes = jnp.broadcast_to(
-        (example["scene"][:, None] == jnp.arange(sizes["scene"]))[:, :, None, None],
+        (example["scene"][:, None] == jnp.arange(sizes["scene"])[None, :])[:, :, None, None],
         (len(example["scene"]), sizes["scene"], height, width))
     return jnp.concatenate([objects, parts, colors, textures, scenes], axis=1)
 
@@ -144,8 +144,8 @@ class BrodenConcepts:
 
     Concept index = Broden's global label number (index 0, "unlabelled", is no
     concept). A concept is scored in its primary category, the one where its
-    coverage (c_<category>.csv) is largest, as NetDissect does; it counts
-    wherever it is labelled, in a pixel map of any category or as an
+    coverage (c_<category>.csv) is largest, as NetDissect does (ties: the
+    larger count in label.csv); it counts wherever it is labelled, in a pixel map of any category or as an
     image-level label.
 
     Args:
@@ -161,15 +161,17 @@ class BrodenConcepts:
         if len(broden) == 0:
             raise ValueError("broden: the selected split has no images")
         self.broden = broden
-        coverage: dict[int, dict[str, float]] = {}
+        # Primary category: the largest coverage; ties go to the larger count in label.csv.
+        rank: dict[int, dict[str, tuple[float, int]]] = {}
         for category in broden.categories:
             for code in broden.category_codes.get(category, ()):
-                coverage.setdefault(code.number, {})[category] = code.coverage
+                counts = broden.concepts[code.number].categories if code.number in broden.concepts else {}
+                rank.setdefault(code.number, {})[category] = (code.coverage, counts.get(category, 0))
         category_of = []
         for number in range(len(broden.concept_names)):
-            covered = coverage.get(number)
-            category_of.append(-1 if number == 0 or not covered
-                               else broden.categories.index(max(covered, key=covered.get)))
+            ranked = rank.get(number)
+            category_of.append(-1 if number == 0 or not ranked
+                               else broden.categories.index(max(ranked, key=ranked.get)))
         self.concepts = ConceptSet(names=broden.concept_names, categories=broden.categories,
                                    category_of=tuple(category_of))
         first = broden._rows[0]

@@ -179,4 +179,4 @@ def activation_masks(model: Any, dissection: LayerDissection, images: jax.Array,
              if dissection.upsampling == "receptive_field" else None)
     rows, cols = upsampling_matrices(tuple(acts.shape[1:3]), size, image_hw, dissection.upsampling, field)
     up = jnp.einsum("yi,bijk,xj->byxk", rows, acts.astype(jnp.float32), cols)
-    return np.asarray(up > jnp.asarray(dissection.thresholds, jnp.float32))
+    return np.asarray(up > jnp.asarray(dissection.thresholds, jnp.float32)[None, None, None, :])

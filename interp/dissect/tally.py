@@ -86,7 +86,7 @@ def tally_batch(acts: jax.Array, thresholds: jax.Array, rows: jax.Array, cols: j
       num_categories: Cat.
     """
     up = jnp.einsum("yi,bijk,xj->byxk", rows, acts.astype(jnp.float32), cols)
-    on = (up > thresholds) & valid[:, None, None, None]
+    on = (up > thresholds[None, None, None, :]) & valid[:, None, None, None]
     masks = masks & valid[:, None, None, None]
     activation = on.sum((1, 2), dtype=jnp.int32)  # [B, K]
     intersect = jnp.einsum("byxk,bdyx->bkd", on.astype(jnp.float32), masks.astype(jnp.float32))
@@ -95,7 +95,7 @@ def tally_batch(acts: jax.Array, thresholds: jax.Array, rows: jax.Array, cols: j
 
     ids = ids.astype(jnp.int32)
     # [B, D, Cat]: entry d is a (non-empty) label of category j.
-    in_category = (category_of[ids][..., None] == jnp.arange(num_categories)) & (truth > 0)[..., None]
+    in_category = (category_of[ids][..., None] == jnp.arange(num_categories)[None, None, :]) & (truth > 0)[..., None]
     image_has = in_category.any(1).astype(jnp.int32)  # [B, Cat]
     overlaps = jnp.einsum("bkd,bdj->bkj", (intersect > 0).astype(jnp.int32), in_category.astype(jnp.int32)) > 0
 

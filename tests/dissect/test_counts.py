@@ -1,0 +1,114 @@
+"""Thresholds, upsampling and IoU counts against independent numpy implementations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from interp import dissect
+from interp.dissect.tally import Accumulator, zero_counts
+from interp.featviz.receptive_field import ReceptiveField
+from tests.dissect.reference import brute_force_counts
+
+
+@given(total_images=st.integers(1, 9), quantile=st.sampled_from([0.005, 0.05, 0.3, 0.9]),
+       seed=st.integers(0, 2**16), ties=st.booleans())
+def test_streaming_thresholds_equal_numpy_quantile(total_images, quantile, seed, ties):
+    rng = np.random.default_rng(seed)
+    acts = rng.normal(size=(total_images, 5, 4, 3)).astype(np.float32)
+    if ties:  # ReLU maps: most values are exactly zero
+        acts = np.maximum(acts, 0.0)
+    total = total_images * 5 * 4
+    top = dissect.top_values_init(3, dissect.values_needed(total, quantile))
+    for start in range(0, total_images, 2):  # batches of 2, the last one padded
+        batch = np.zeros((2, 5, 4, 3), np.float32)
+        rows = acts[start:start + 2]
+        batch[:len(rows)] = rows
+        top = dissect.top_values_update(top, jnp.asarray(batch), jnp.arange(2) < len(rows))
+    expected = np.quantile(acts.reshape(-1, 3).astype(np.float64), 1 - quantile, axis=0)
+    np.testing.assert_allclose(dissect.thresholds_from_top(np.asarray(top), total, quantile), expected,
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_thresholds_need_enough_top_values():
+    assert dissect.values_needed(1000, 0.005) == 6  # position 994.005 reads the 6th and 5th largest
+    with pytest.raises(ValueError, match="top: expected the 6 largest of 1000 values per unit, got 5"):
+        dissect.thresholds_from_top(np.ones((2, 5)), 1000, 0.005)
+    with pytest.raises(ValueError, match=r"quantile: expected a float in \(0, 1\)"):
+        dissect.values_needed(10, 1.5)
+
+
+def test_resize_upsampling_equals_pil_bilinear():
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=(5, 7)).astype(np.float32)
+    rows, cols = dissect.upsampling_matrices((5, 7), (23, 31), (46, 62), "resize")
+    pil = np.asarray(Image.fromarray(small, mode="F").resize((31, 23), Image.BILINEAR))
+    np.testing.assert_allclose(rows @ small @ cols.T, pil, atol=1e-5)
+
+
+def test_receptive_field_upsampling_interpolates_between_field_centres():
+    # Units every 4 input pixels, fields 7 wide starting at -3: centres at 0, 4, 8, ...
+    field = ReceptiveField(size=(7, 7), stride=(4, 4), start=(-3, -3))
+    positions = dissect.unit_positions(4, 16, 16, "receptive_field", field)
+    np.testing.assert_allclose(positions, [0, 4, 8, 12])
+    matrix = dissect.interpolation_matrix(positions, 16)
+    values = np.array([1.0, 2.0, 4.0, 8.0])
+    expected = np.interp(np.arange(16), [0, 4, 8, 12], values)  # clamped past the last centre
+    np.testing.assert_allclose(matrix @ values, expected, rtol=1e-6)
+    # A segmentation at half the input's resolution sees the same centres halved.
+    np.testing.assert_allclose(dissect.unit_positions(4, 8, 16, "receptive_field", field),
+                               [-0.25, 1.75, 3.75, 5.75])
+    with pytest.raises(ValueError, match="upsampling: expected one of"):
+        dissect.unit_positions(4, 8, 16, "nearest")
+
+
+def _random_problem(rng, num_categories=3, num_concepts=9):
+    """Activations, thresholds and labels in interp's compact form, with padding and image labels."""
+    batch, h, w, units, seg, width = 5, 3, 4, 6, (6, 8), 5
+    acts = rng.normal(size=(batch, h, w, units)).astype(np.float32)
+    thresholds = np.quantile(acts, 0.7, axis=(0, 1, 2)).astype(np.float32)
+    category_of = rng.integers(0, num_categories, num_concepts).astype(np.int32)
+    category_of[0] = -1  # like Broden's label 0: no concept
+    ids = np.stack([rng.choice(num_concepts, width, replace=False) for _ in range(batch)]).astype(np.int32)
+    masks = rng.random((batch, width, *seg)) < rng.uniform(0.05, 0.5, (batch, width, 1, 1))
+    masks[:, -1] = False  # padding entries
+    masks[1, 0] = True  # an image-level label
+    valid = np.array([True, True, True, True, False])
+    return acts, thresholds, seg, ids, masks, valid, category_of
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_counts_and_iou_equal_brute_force_for_both_conventions(seed):
+    rng = np.random.default_rng(seed)
+    acts, thresholds, seg, ids, masks, valid, category_of = _random_problem(rng)
+    rows, cols = dissect.upsampling_matrices(acts.shape[1:3], seg, (12, 16), "resize")
+    counts = dissect.tally_batch(acts, thresholds, rows, cols, ids, masks, valid, category_of,
+                                 num_concepts=9, num_categories=3)
+    up = np.einsum("yi,bijk,xj->byxk", rows, acts, cols)
+    expected = brute_force_counts(up > thresholds, ids, masks, valid, category_of, 9, 3)
+    for name, value in expected._asdict().items():
+        np.testing.assert_array_equal(np.asarray(getattr(counts, name)), value, err_msg=name)
+
+    concepts = dissect.ConceptSet(names=tuple("abcdefghi"), categories=("x", "y", "z"),
+                                  category_of=tuple(category_of.tolist()))
+    for convention, activation in (("category", expected.activation_category),
+                                   ("lite", expected.activation_lite)):
+        got = dissect.iou(expected, concepts, convention)
+        for k in range(6):
+            for c in range(1, 9):
+                union = activation[k, category_of[c]] + expected.truth[c] - expected.intersection[k, c]
+                want = expected.intersection[k, c] / union if union else 0.0
+                assert got[k, c] == pytest.approx(want), (convention, k, c)
+        assert not got[:, 0].any()  # index 0 is no concept
+
+
+def test_accumulator_moves_counts_to_int64_before_int32_overflows():
+    unit = zero_counts(1, 1, 1, np.int32)._replace(activation=np.array([2**30], np.int32))
+    accumulator = Accumulator(per_batch_bound=2**30)  # flushes every other batch
+    for _ in range(5):
+        accumulator.add(jax.tree.map(jnp.asarray, unit))
+    assert accumulator.result().activation.tolist() == [5 * 2**30]
+    assert accumulator.result().activation.dtype == np.int64
