@@ -11,6 +11,7 @@
 from interp.dissect.concepts import BrodenConcepts, ConceptBatch, ConceptSet, SynthPartsConcepts
 from interp.dissect.dissect import QUANTILE, activation_masks, dissect
 from interp.dissect.quantile import thresholds_from_top, top_values_init, top_values_update, values_needed
+from interp.dissect.report import write_report
 from interp.dissect.result import DETECTOR_IOU, LayerDissection, csv_columns, iou, summary, write_csv
 from interp.dissect.tally import CONVENTIONS, Counts, tally_batch
 from interp.dissect.upsample import UPSAMPLING, interpolation_matrix, unit_positions, upsampling_matrices
@@ -27,6 +28,7 @@ __all__ = [
     "top_values_init",
     "top_values_update",
     "values_needed",
+    "write_report",
     "DETECTOR_IOU",
     "LayerDissection",
     "csv_columns",

@@ -1,6 +1,7 @@
 """Figures. Each function returns a matplotlib Figure; the caller decides where it goes."""
 
 from interp.viz.attribution import attribution_grid, heatmap
+from interp.viz.dissect import dissection_figure
 from interp.viz.featviz import (
     activation_grid_figure,
     channel_grid,
@@ -13,6 +14,7 @@ __all__ = [
     "activation_grid_figure",
     "attribution_grid",
     "channel_grid",
+    "dissection_figure",
     "heatmap",
     "part_overlay_grid",
     "reconstruction_grid",
