@@ -19,6 +19,9 @@ def test_readme_python_blocks_run_in_order():
     field = namespace["fields"]["relu3"]
     assert (field.size, field.stride) == ((33, 33), (8, 8))
     assert namespace["top"].indices.shape == (64, 2)
+    relu4 = namespace["dissection"]["relu4"]
+    assert relu4.iou.shape == (128, 51)
+    assert set(relu4.summary()["by_category"]["color"]) == {"detectors", "unique_concepts"}
 
 
 def test_readme_opens_with_the_two_commands():
