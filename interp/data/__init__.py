@@ -4,6 +4,8 @@ from interp.data.synthparts import SynthParts
 from interp.data._source import Field, Source
 from interp.data.broden import Broden, decode_label_png
 from interp.data.cub import CUB200
+from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
+from interp.data.voc_part import ANIMAL_CLASSES, ANIMAL_PART_GROUPS, ICNN_LANDMARK_GROUPS, VOCPart
 from interp.data.tfds_sources import TFDS_SOURCES, TfdsSource, tfds_source
 
 __all__ = [
@@ -11,6 +13,12 @@ __all__ = [
     "Source",
     "Field",
     "CUB200",
+    "VOCPart",
+    "ANIMAL_CLASSES",
+    "ANIMAL_PART_GROUPS",
+    "ICNN_LANDMARK_GROUPS",
+    "select_landmarks",
+    "CUB_ICNN_PARTS",
     "Broden",
     "decode_label_png",
     "TfdsSource",

@@ -217,3 +217,147 @@ def _images_as_png(example: Any) -> Any:
     if isinstance(example, np.ndarray) and example.dtype == np.uint8 and example.ndim == 3:
         return png_bytes(example)
     return example
+
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+               "train", "tvmonitor")  # PASCAL VOC order: class_ind - 1
+
+# PASCAL-Part fixture: per image id (height, width, split, objects), an object
+# being (class, mask rectangles, rectangles cut out of the mask, parts), a part
+# (fine name, its group under ANIMAL_PART_GROUPS as 1 head, 2 torso, 3 legs,
+# 4 tail, 0 none, (r0, r1, c0, c1) = rows r0:r1, cols c0:c1 of the image).
+# Eyes and the muzzle overlap their heads; no two groups overlap.
+_VOC_PART_IMAGES = {
+    "2008_000001": (40, 50, "train", [
+        ("cat", [(5, 35, 8, 46)], [(5, 8, 40, 46)], [
+            ("head", 1, (5, 15, 8, 18)), ("leye", 1, (7, 9, 10, 12)), ("reye", 1, (7, 9, 14, 16)),
+            ("neck", 2, (15, 18, 10, 16)), ("torso", 2, (18, 28, 14, 40)), ("lfleg", 3, (28, 35, 16, 19)),
+            ("rbpa", 3, (28, 35, 36, 39)), ("tail", 4, (10, 18, 40, 46))]),
+        ("person", [(2, 38, 0, 8)], [], [
+            ("hair", 0, (2, 4, 0, 8)), ("head", 1, (2, 8, 0, 8)), ("torso", 2, (8, 20, 0, 8))]),
+    ]),
+    # A single object with a single part: both come back from MATLAB as bare structs.
+    "2008_000002": (36, 44, "val", [
+        ("dog", [(6, 30, 4, 40)], [(25, 30, 30, 40)], [("head", 1, (6, 16, 4, 14))]),
+    ]),
+    # Parts as an empty double [] (cow) and as an empty struct array (bird).
+    "2008_000003": (30, 30, "train", [
+        ("horse", [(2, 26, 2, 28)], [], [
+            ("head", 1, (2, 8, 2, 10)), ("muzzle", 1, (6, 8, 2, 5)), ("torso", 2, (8, 18, 6, 26)),
+            ("lfuleg", 3, (18, 24, 8, 11)), ("lfho", 3, (24, 26, 8, 11)), ("lbuleg", 3, (18, 26, 22, 25)),
+            ("tail", 4, (8, 14, 26, 28))]),
+        ("cow", [(26, 30, 0, 8)], [], None),
+        ("bird", [(0, 2, 20, 30)], [], []),
+    ]),
+}
+
+
+def _rect_mask(shape: tuple[int, int], rects, holes=()) -> np.ndarray:
+    """bool [H, W]: the union of rects (r0, r1, c0, c1) less the holes."""
+    mask = np.zeros(shape, bool)
+    for r0, r1, c0, c1 in rects:
+        mask[r0:r1, c0:c1] = True
+    for r0, r1, c0, c1 in holes:
+        mask[r0:r1, c0:c1] = False
+    return mask
+
+
+def _struct_array(fields: tuple[str, ...], rows: list[dict[str, Any]]) -> np.ndarray:
+    """A 1 x N MATLAB struct array for scipy.io.savemat (0 x 0 when rows is empty)."""
+    array = np.empty((1, len(rows)) if rows else (0, 0), dtype=[(f, "O") for f in fields])
+    for i, row in enumerate(rows):
+        for f in fields:
+            array[0, i][f] = row[f]
+    return array
+
+
+def write_part_annotation(path: Path, imname: str, objects: list[dict[str, Any]]) -> None:
+    """Writes a PASCAL-Part Annotations_Part .mat file.
+
+    Args:
+        path: the .mat file.
+        imname: anno.imname.
+        objects: per object {'class': VOC name, 'mask': bool [H, W], 'parts':
+            list of (part_name, bool [H, W]) or None}; None writes MATLAB's
+            empty [] (0 x 0 double), an empty list a 0 x 0 struct array.
+    """
+    from scipy.io import savemat
+
+    rows = []
+    for obj in objects:
+        parts = (np.zeros((0, 0)) if obj["parts"] is None else _struct_array(
+            ("part_name", "mask"), [{"part_name": n, "mask": m.astype(bool)} for n, m in obj["parts"]]))
+        rows.append({"class": obj["class"], "class_ind": float(VOC_CLASSES.index(obj["class"]) + 1),
+                     "mask": obj["mask"].astype(bool), "parts": parts})
+    anno = _struct_array(("imname", "objects"), [{"imname": imname, "objects": _struct_array(
+        ("class", "class_ind", "mask", "parts"), rows)}])
+    savemat(path, {"anno": anno}, do_compression=True)
+
+
+def write_voc_part(root: Path, seed: int = 0) -> dict[str, Any]:
+    """Writes a 3-image VOC2010 + PASCAL-Part folder (_VOC_PART_IMAGES).
+
+    Images are JPEGs (as in VOC); the ground truth holds them as PIL decodes
+    them. ImageSets/Main has train (images 1 and 3), val (2) and trainval
+    lists and VOC's per-class '<class>_<split>.txt' lists (flag 1 present,
+    -1 absent, 0 for the person of image 1 as if only 'difficult').
+
+    Returns:
+        'images' {id: uint8 [H, W, 3] decoded}, 'splits' {split: ids}, and
+        'objects': per object of every file, in file order, {'image_id',
+        'index' (in its file), 'class', 'box' (top, left, bottom, right), and,
+        cropped to the box, 'image', 'object_mask' uint8, 'part_mask' int32
+        (default groups: 1 head, 2 torso, 3 legs, 4 tail), 'landmarks' float32
+        [4, 2] and 'visible' bool [4]}.
+    """
+    rng = np.random.default_rng(seed)
+    for folder in ("JPEGImages", "Annotations_Part", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    truth: dict[str, Any] = {"images": {}, "objects": [], "splits": {"train": [], "val": [], "trainval": []}}
+    for image_id, (height, width, split, plan) in _VOC_PART_IMAGES.items():
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "JPEGImages" / f"{image_id}.jpg", quality=90)
+        with Image.open(root / "JPEGImages" / f"{image_id}.jpg") as decoded:
+            truth["images"][image_id] = np.asarray(decoded.convert("RGB"))
+        objects = []
+        for index, (name, rects, holes, parts) in enumerate(plan):
+            mask = _rect_mask((height, width), rects, holes)
+            part_masks = (None if parts is None
+                          else [(p, _rect_mask((height, width), [r])) for p, _, r in parts])
+            objects.append({"class": name, "mask": mask, "parts": part_masks})
+            truth["objects"].append(_voc_part_truth(image_id, index, name, mask, parts or [],
+                                                    truth["images"][image_id]))
+        write_part_annotation(root / "Annotations_Part" / f"{image_id}.mat", image_id, objects)
+        truth["splits"][split].append(image_id)
+        truth["splits"]["trainval"].append(image_id)
+    for split, ids in truth["splits"].items():
+        (root / "ImageSets/Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+        for voc_class in VOC_CLASSES:
+            lines = []
+            for i in ids:
+                present = voc_class in [obj[0] for obj in _VOC_PART_IMAGES[i][3]]
+                flag = 0 if (i, voc_class) == ("2008_000001", "person") else 1 if present else -1
+                lines.append(f"{i} {flag:2d}\n")
+            (root / "ImageSets/Main" / f"{voc_class}_{split}.txt").write_text("".join(lines))
+    return truth
+
+
+def _voc_part_truth(image_id: str, index: int, name: str, mask: np.ndarray, parts, image: np.ndarray):
+    """Ground truth of one fixture object: its crop, masks and part-group centres."""
+    rows, cols = np.nonzero(mask)
+    top, left, bottom, right = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
+    part_mask = np.zeros(mask.shape, np.int32)
+    for _, group, (r0, r1, c0, c1) in parts:
+        if group:  # parts in no group are not painted
+            part_mask[r0:r1, c0:c1] = group
+    part_mask = part_mask[top:bottom, left:right]
+    landmarks, visible = np.zeros((4, 2), np.float32), np.zeros(4, bool)
+    for group in range(1, 5):
+        r, c = np.nonzero(part_mask == group)
+        if r.size:
+            landmarks[group - 1], visible[group - 1] = (r.mean(), c.mean()), True
+    return {"image_id": image_id, "index": index, "class": name, "box": (top, left, bottom, right),
+            "image": image[top:bottom, left:right],
+            "object_mask": mask[top:bottom, left:right].astype(np.uint8),
+            "part_mask": part_mask, "landmarks": landmarks, "visible": visible}
