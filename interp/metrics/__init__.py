@@ -7,6 +7,16 @@ Sanity: `model_randomization` (Adebayo et al.), `randomize_layers`, `spearman`, 
 
 from interp.metrics.faithfulness import Curves, auc, blur, deletion, insertion
 from interp.metrics.localization import energy_pointing_game, mass_in_mask, pixel_map, pointing_game
+from interp.metrics.location import (
+    LocationInstability,
+    PartInterpretability,
+    Peaks,
+    filter_peaks,
+    location_instability,
+    part_interpretability,
+    peak_positions,
+    peaks_in_image,
+)
 from interp.metrics.sanity import Randomization, model_randomization, pearson, randomize_layers, spearman
 
 __all__ = [
@@ -19,6 +29,14 @@ __all__ = [
     "mass_in_mask",
     "pixel_map",
     "pointing_game",
+    "LocationInstability",
+    "PartInterpretability",
+    "Peaks",
+    "filter_peaks",
+    "location_instability",
+    "part_interpretability",
+    "peak_positions",
+    "peaks_in_image",
     "Randomization",
     "model_randomization",
     "pearson",

@@ -1,0 +1,299 @@
+"""Location instability and part interpretability of filters (Interpretable CNNs, Zhang et al., CVPR 2018).
+
+Location instability asks whether a filter fires on the same object part in
+every image. It follows the official evaluation (`computeStability.m` and
+`getDistSqrtVar.m` of zqs1022/interpretableCNN):
+
+  1. each filter's peak on each image: the argmax of its feature map, mapped to
+     image pixels at the centre of the unit's receptive field; its score is the
+     peak value (`peak_positions`, `peaks_in_image`, or `filter_peaks` for both
+     on a model);
+  2. for each filter and landmark: the images where the landmark is visible,
+     by the filter's score, best first, the first `top` kept; the deviation is
+     the standard deviation (ddof=1) of the distance between peak and landmark;
+  3. a filter's instability is the mean deviation over the landmarks; the
+     layer's is the mean over filters, divided by the image diagonal
+     (`location_instability`).
+
+A filter that tracks a part keeps a fixed distance to its landmark, so lower is
+better (0 for a peak that moves rigidly with the part).
+
+    peaks = metrics.filter_peaks(model, "relu4", (ds.batch(i)["image"] for i in chunks))
+    result = metrics.location_instability(*peaks, landmarks[:, parts], visible[:, parts], (64, 64))
+
+Part interpretability (`part_interpretability`) is each filter's best IoU with
+a part concept in a Network Dissection of the layer (Bau et al., CVPR 2017).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from interp import dissect, nets
+from interp.featviz.receptive_field import ReceptiveField, receptive_fields
+
+
+class Peaks(NamedTuple):
+    """Each filter's strongest response on each image.
+
+    Attributes:
+      positions: float32 [N, C, 2] (row, col) in image pixels, pixel (r, c)
+        centred at (r, c) (as SynthParts landmarks).
+      scores: float32 [N, C] the peak values.
+    """
+
+    positions: np.ndarray
+    scores: np.ndarray
+
+
+class LocationInstability(NamedTuple):
+    """The location instability of a layer; all values are divided by the image diagonal.
+
+    Attributes:
+      value: the layer's instability, the mean of the finite `per_filter`
+        values (over the most stable `stable_fraction` of all filters); NaN
+        when no filter has a value.
+      per_filter: float64 [C] each filter's mean deviation over the landmarks;
+        NaN where some landmark had fewer than 2 images.
+      per_part: float64 [C, P] each filter's deviation for each landmark; NaN
+        where the landmark had fewer than 2 images.
+    """
+
+    value: float
+    per_filter: np.ndarray
+    per_part: np.ndarray
+
+
+class PartInterpretability(NamedTuple):
+    """Part interpretability of a layer from its Network Dissection.
+
+    Attributes:
+      value: mean of `per_filter` over the filters.
+      per_filter: float64 [K] each filter's best IoU among the part concepts.
+      part: int [K] global concept index of that best part
+        (`dissection.concepts.names[part[k]]`).
+      dissection: the layer's `interp.dissect.LayerDissection`.
+    """
+
+    value: float
+    per_filter: np.ndarray
+    part: np.ndarray
+    dissection: Any
+
+
+@jax.jit
+def peak_positions(maps: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Each filter's argmax on each map.
+
+    Args:
+      maps: [N, h, w, C] feature maps.
+
+    Returns:
+      (positions int32 [N, C, 2] (i, j) unit indices, scores [N, C] the peak
+      values). Ties go to the first maximum in row-major order.
+    """
+    if maps.ndim != 4:
+        raise ValueError(f"maps: expected feature maps [N, h, w, C], got shape {list(maps.shape)}")
+    n, h, w, c = maps.shape
+    flat = maps.reshape(n, h * w, c)
+    index = jnp.argmax(flat, axis=1).astype(jnp.int32)  # [N, C]; first maximum on ties
+    scores = jnp.take_along_axis(flat, index[:, None, :], axis=1)[:, 0]
+    return jnp.stack([index // w, index % w], axis=-1), scores
+
+
+def peaks_in_image(positions: jax.Array, field: ReceptiveField) -> jax.Array:
+    """Unit indices to image pixels: the centre of each unit's receptive field.
+
+    Args:
+      positions: int [..., 2] (i, j) unit indices, e.g. from `peak_positions`.
+      field: the layer's receptive field (`interp.featviz.receptive_fields`).
+
+    Returns:
+      float32 [..., 2] (row, col) `start + index * stride + (size - 1) / 2`
+      per axis, pixel (r, c) centred at (r, c).
+    """
+    if np.ndim(positions) < 1 or np.shape(positions)[-1] != 2:
+        raise ValueError(f"positions: expected unit indices [..., 2], got shape {list(np.shape(positions))}")
+    positions = jnp.asarray(positions)
+    rows, cols = field.center(positions[..., 0], positions[..., 1])
+    return jnp.stack([rows, cols], axis=-1).astype(jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames="layer")
+def _peaks_step(model: nets.Model, images: jax.Array, layer: str) -> tuple[jax.Array, jax.Array]:
+    return peak_positions(model.activations(images, layer)[layer])
+
+
+def filter_peaks(model: Any, layer: str, batches: Iterable[Any]) -> Peaks:
+    """Peaks of every filter of `layer` on every image, in image pixels.
+
+    Each batch runs through one jitted step; the receptive field is computed
+    once, from the first batch.
+
+    Args:
+      model: a `nets.Model` or anything `nets.as_model` accepts.
+      layer: a layer with activations [b, h, w, C].
+      batches: an iterable of image batches [B, H, W, 3], all of one (H, W)
+        (the last batch may be smaller).
+
+    Returns:
+      `Peaks(positions [N, C, 2], scores [N, C])` for the N images in order.
+    """
+    model = nets.as_model(model)
+    positions, scores, field, size = [], [], None, None
+    for images in batches:
+        images = jnp.asarray(images)
+        if images.ndim != 4:
+            raise ValueError(f"batches: expected image batches [B, H, W, C], got shape {list(images.shape)}")
+        if field is None:
+            shape = model.layer_shape(images, layer).shape
+            if len(shape) != 4:
+                raise ValueError(f"layer: {layer!r} has activations of shape {list(shape)}; "
+                                 "peaks need a spatial layer [b, h, w, C]")
+            size, field = images.shape[1:3], receptive_fields(model, images)[layer]
+        elif images.shape[1:3] != size:
+            raise ValueError(f"batches: expected every batch at the first batch's size {list(size)}, "
+                             f"got shape {list(images.shape)}")
+        p, s = _peaks_step(model, images, layer)
+        positions.append(p)
+        scores.append(s)
+    if field is None:
+        raise ValueError("batches: expected at least one batch of images [B, H, W, C], got none")
+    positions = np.concatenate([np.asarray(p) for p in positions])
+    return Peaks(np.asarray(peaks_in_image(positions, field)), np.concatenate([np.asarray(s) for s in scores]))
+
+
+def location_instability(
+    peaks: Any,
+    scores: Any,
+    landmarks: Any,
+    visible: Any,
+    image_size: tuple[int, int],
+    *,
+    top: int = 100,
+    stable_fraction: float = 1.0,
+) -> LocationInstability:
+    """Location instability of a layer's filters (Zhang et al., CVPR 2018); lower is better.
+
+    For filter f and landmark k, the images where k is visible are ranked by
+    f's score (best first; ties keep image order) and the first `top` kept;
+    the deviation is the standard deviation (ddof=1, as MATLAB's `var`) of the
+    Euclidean distance between f's peak and landmark k on those images. A
+    filter's instability is its mean deviation over the landmarks, NaN if some
+    landmark is left with fewer than 2 images. Visibility does not depend on
+    the filter, so such a landmark makes every filter NaN: pass only the
+    landmarks of parts these images show (the paper evaluates each category
+    on its own images and parts), e.g. `landmarks[:, parts]`.
+
+    Args:
+      peaks: float [N, C, 2] (row, col) peak of each filter on each image, in
+        pixels (`filter_peaks`, or `peaks_in_image(peak_positions(maps)[0], field)`).
+      scores: [N, C] the peak values.
+      landmarks: float [N, P, 2] (row, col) part positions in the same pixels.
+      visible: bool [N, P] where each landmark is valid.
+      image_size: (H, W); all values are divided by the diagonal sqrt(H^2 + W^2).
+      top: images kept per filter and landmark (the official protocol: 100).
+      stable_fraction: the layer's value averages the round(stable_fraction * C)
+        most stable filters with a value (the official `selectedPatternRatio`;
+        1 averages all of them).
+
+    Returns:
+      `LocationInstability(value, per_filter [C], per_part [C, P])`, divided by
+      the image diagonal.
+    """
+    peaks, scores, landmarks, visible = _check(peaks, scores, landmarks, visible, top, stable_fraction)
+    height, width = _check_size(image_size)
+    diagonal = float(np.hypot(height, width))
+    per_part = _deviations(peaks, scores, landmarks, visible, int(top)) / diagonal
+    sparse = np.flatnonzero(visible.sum(axis=0) < 2)
+    if sparse.size:
+        warnings.warn(f"landmarks: landmark {int(sparse[0])} is visible on {int(visible[:, sparse[0]].sum())} "
+                      "image(s), fewer than 2, so every filter's instability is NaN; pass only the landmarks "
+                      "of parts these images show", RuntimeWarning, stacklevel=2)
+    per_filter = per_part.mean(axis=1)
+    finite = np.sort(per_filter[~np.isnan(per_filter)])
+    selected = int(np.floor(stable_fraction * len(per_filter) + 0.5))  # MATLAB round: half away from 0
+    chosen = finite[:selected]
+    value = float(chosen.mean()) if chosen.size else float("nan")
+    return LocationInstability(value, per_filter, per_part)
+
+
+def _deviations(peaks: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, visible: np.ndarray,
+                top: int) -> np.ndarray:
+    """float64 [C, P]: std (ddof=1) of peak-landmark distances over each filter's top visible images."""
+    order = np.argsort(-scores, axis=0, kind="stable")  # [N, C] images by each filter's score
+    ranked_peaks = np.take_along_axis(peaks, order[:, :, None], axis=0)  # [N, C, 2]
+    deviations = np.empty((scores.shape[1], landmarks.shape[1]))
+    for k in range(landmarks.shape[1]):  # a loop over parts keeps memory at [N, C]
+        shown = visible[order, k]  # [N, C]
+        kept = shown & (np.cumsum(shown, axis=0) <= top)
+        distance = np.linalg.norm(ranked_peaks - landmarks[order, k], axis=-1)  # [N, C]
+        count = kept.sum(axis=0)
+        mean = np.where(kept, distance, 0.0).sum(axis=0) / np.maximum(count, 1)
+        squares = np.where(kept, (distance - mean[None, :]) ** 2, 0.0).sum(axis=0)
+        deviations[:, k] = np.where(count >= 2, np.sqrt(squares / np.maximum(count - 1, 1)), np.nan)
+    return deviations
+
+
+def _check(peaks, scores, landmarks, visible, top, stable_fraction):
+    peaks = np.asarray(peaks, np.float64)
+    if peaks.ndim != 3 or peaks.shape[-1] != 2:
+        raise ValueError(f"peaks: expected (row, col) positions [N, C, 2], got shape {list(peaks.shape)}")
+    n, c, _ = peaks.shape
+    scores = np.asarray(scores, np.float64)
+    if scores.shape != (n, c):
+        raise ValueError(f"scores: expected [N, C] = {[n, c]} like peaks, got shape {list(scores.shape)}")
+    landmarks = np.asarray(landmarks, np.float64)
+    if landmarks.ndim != 3 or landmarks.shape[0] != n or landmarks.shape[2] != 2:
+        raise ValueError(f"landmarks: expected (row, col) positions [N, P, 2] with N={n}, "
+                         f"got shape {list(landmarks.shape)}")
+    visible = np.asarray(visible)
+    if visible.shape != landmarks.shape[:2]:
+        raise ValueError(f"visible: expected bool [N, P] = {list(landmarks.shape[:2])} like landmarks, "
+                         f"got shape {list(visible.shape)}")
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 2:
+        raise ValueError(f"top: expected an int >= 2 (a standard deviation needs two images), got {top!r}")
+    if not 0 < stable_fraction <= 1:
+        raise ValueError(f"stable_fraction: expected a float in (0, 1], got {stable_fraction!r}")
+    return peaks, scores, landmarks, visible.astype(bool)
+
+
+def _check_size(image_size) -> tuple[int, int]:
+    size = tuple(np.ravel(image_size).tolist()) if np.ndim(image_size) else ()
+    if len(size) != 2 or not all(s > 0 for s in size):
+        raise ValueError(f"image_size: expected (H, W), two positive numbers, got {image_size!r}")
+    return size
+
+
+def part_interpretability(model: Any, layer: str, data: Any, **dissect_options) -> PartInterpretability:
+    """Each filter's best IoU with a part concept, from a Network Dissection of `layer`.
+
+    Args:
+      model: a `nets.Model` or anything `nets.as_model` accepts.
+      layer: one layer name, with activations [b, h, w, K].
+      data: concept data with a "part" category (`interp.dissect.SynthPartsConcepts`,
+        `BrodenConcepts`).
+      **dissect_options: passed to `interp.dissect.dissect` (quantile,
+        convention, upsampling, batch_size, ...).
+
+    Returns:
+      `PartInterpretability(value, per_filter [K], part [K], dissection)`;
+      higher is better.
+    """
+    if not isinstance(layer, str):
+        raise ValueError(f"layer: expected one layer name, got {layer!r}")
+    categories = tuple(data.concepts.categories)
+    if "part" not in categories:
+        raise ValueError(f"data: expected concepts with a 'part' category, got categories {categories}")
+    result = dissect.dissect(model, data, layer, **dissect_options)[layer]
+    concepts, scores = result.best_per_category
+    j = categories.index("part")
+    per_filter = np.asarray(scores[j], np.float64)
+    return PartInterpretability(float(per_filter.mean()), per_filter, np.asarray(concepts[j]), result)
