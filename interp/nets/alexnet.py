@@ -29,11 +29,16 @@ class AlexNet(nn.Module):
     Attributes:
       num_classes: number of output logits.
       dropout: dropout rate before fc6 and fc7 (rng name 'dropout').
+      after_last_conv: a module applied to the last conv layer's ReLU output
+        (before any pool), e.g. the interpretable conv layer of Zhang et al.
+        2018 (`interp.layers.InterpretableConv`); its output width must be the
+        last conv's, so the head is unchanged.
     """
 
     input_spec = (None, None, 3)  # per example: NHWC of any size, 3 channels
     num_classes: int = 1000
     dropout: float = 0.5
+    after_last_conv: nn.Module | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -41,6 +46,8 @@ class AlexNet(nn.Module):
         for name, width, kernel, stride, pad, pool in ALEXNET_CONVS:
             x = tap(nn.Conv(width, (kernel, kernel), stride, pad, name=name)(x), name)
             x = tap(nn.relu(x), name.replace("conv", "relu"))
+            if name == ALEXNET_CONVS[-1][0] and self.after_last_conv is not None:
+                x = self.after_last_conv(x)
             if pool:
                 x = tap(max_pool(x, 3, 2), name.replace("conv", "pool"))
         x = flatten(adaptive_avg_pool(x, (6, 6)))

@@ -40,6 +40,10 @@ class SmallCNN(nn.Module):
       stem_stride: stride of conv1 (the later convs have stride 1).
       pools: per block, whether a 2x2 max-pool `pool{i}` follows `relu{i}`;
         same length as `channels`.
+      after_last_conv: a module applied to the last conv layer's ReLU output
+        (before any pool), e.g. the interpretable conv layer of Zhang et al.
+        2018 (`interp.layers.InterpretableConv`); its output width must be the
+        last conv's, so the head is unchanged.
     """
 
     input_spec = (None, None, 3)  # per example: NHWC of any size, 3 channels
@@ -47,6 +51,7 @@ class SmallCNN(nn.Module):
     channels: Sequence[int] = (16, 32, 64, 128)
     stem_stride: int = 2
     pools: Sequence[bool] = (True, True, False, False)
+    after_last_conv: nn.Module | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -66,6 +71,8 @@ class SmallCNN(nn.Module):
             conv = nn.Conv(width, (3, 3), strides=stride, padding=1, kernel_init=_HE, name=f"conv{i}")
             x = tap(conv(x), f"conv{i}")
             x = tap(nn.relu(x), f"relu{i}")
+            if i == len(self.channels) and self.after_last_conv is not None:
+                x = self.after_last_conv(x)
             if pool:
                 x = tap(max_pool(x, 2, 2), f"pool{i}")
         x = tap(x.mean(axis=(1, 2)), "gap")

@@ -71,11 +71,16 @@ class VGG16(nn.Module):
     Attributes:
       num_classes: number of output logits.
       dropout: dropout rate after relu6 and relu7 (rng name 'dropout').
+      after_last_conv: a module applied to the last conv layer's ReLU output
+        (before any pool), e.g. the interpretable conv layer of Zhang et al.
+        2018 (`interp.layers.InterpretableConv`); its output width must be the
+        last conv's, so the head is unchanged.
     """
 
     input_spec = (None, None, 3)  # per example: NHWC of any size, 3 channels
     num_classes: int = 1000
     dropout: float = 0.5
+    after_last_conv: nn.Module | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -85,6 +90,8 @@ class VGG16(nn.Module):
                 name = f"conv{b}_{i}"
                 x = tap(nn.Conv(width, (3, 3), padding=1, name=name)(x), name)
                 x = tap(nn.relu(x), f"relu{b}_{i}")
+            if b == len(VGG16_BLOCKS) and self.after_last_conv is not None:
+                x = self.after_last_conv(x)
             x = tap(max_pool(x, 2, 2), f"pool{b}")
         x = flatten(adaptive_avg_pool(x, (7, 7)))
         return _classifier(x, self.num_classes, self.dropout, train)
@@ -97,12 +104,17 @@ class ChatfieldCNN(nn.Module):
       convs: the five conv layers, in order.
       num_classes: number of output logits.
       dropout: dropout rate after relu6 and relu7 (rng name 'dropout').
+      after_last_conv: a module applied to the last conv layer's ReLU output
+        (before any pool), e.g. the interpretable conv layer of Zhang et al.
+        2018 (`interp.layers.InterpretableConv`); its output width must be the
+        last conv's, so the head is unchanged.
     """
 
     convs: tuple[ConvSpec, ...]
     input_spec = (None, None, 3)  # per example: NHWC of any size, 3 channels
     num_classes: int = 1000
     dropout: float = 0.5
+    after_last_conv: nn.Module | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -111,6 +123,8 @@ class ChatfieldCNN(nn.Module):
             conv = nn.Conv(spec.width, (spec.kernel,) * 2, spec.stride, spec.pad, name=f"conv{i}")
             x = tap(conv(x), f"conv{i}")
             x = tap(nn.relu(x), f"relu{i}")
+            if i == len(self.convs) and self.after_last_conv is not None:
+                x = self.after_last_conv(x)
             if spec.lrn:
                 x = tap(local_response_norm(x, size=5, alpha=5e-4, beta=0.75, k=2.0), f"norm{i}")
             if spec.pool is not None:

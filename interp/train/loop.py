@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from interp.train import mesh as meshlib
 from interp.train.checkpoint import Checkpoints
 from interp.train.state import TrainState, create_train_state
-from interp.train.step import make_eval_step, make_train_step, summarize
+from interp.train.step import ExtraLoss, make_eval_step, make_train_step, summarize
 
 # batch_fn(step, rows) -> the `rows` of global batch `step`: a pure function of
 # the step, so a resumed run sees exactly the batches an uninterrupted one sees.
@@ -40,6 +40,7 @@ def train(
     eval_every: int | None = None,
     mesh: Mesh | None = None,
     progress: bool = True,
+    extra_loss: ExtraLoss | None = None,
 ) -> TrainState:
     """Trains `module` for `num_steps`, resuming from the latest checkpoint in `workdir`.
 
@@ -61,6 +62,7 @@ def train(
       eval_fn: called with the state every `eval_every` steps and at the end.
       mesh: the device mesh (default: all devices on one 'data' axis).
       progress: show a progress bar.
+      extra_loss: a term added to the cross-entropy (see `make_train_step`).
 
     Returns:
       The final state, replicated over the mesh.
@@ -79,7 +81,7 @@ def train(
     start = int(state.step)
     log = MetricsLog(workdir / "metrics.jsonl", resume_step=start)
     step_fn = jax.jit(
-        make_train_step(module, tx),
+        make_train_step(module, tx, extra_loss),
         in_shardings=(meshlib.replicated(mesh), meshlib.batch_sharding(mesh)),
         out_shardings=(meshlib.replicated(mesh), meshlib.replicated(mesh)),
         donate_argnums=0,

@@ -1,0 +1,125 @@
+"""Interpretable CNNs built from zoo models, and their training loss.
+
+    module = layers.interpretable_cnn("vgg16", num_classes=200)            # masked layer on conv5_3
+    baseline = layers.interpretable_cnn("vgg16", num_classes=200, masked=False)
+    loss = layers.icnn_loss(weight=1.0, mode="multi", num_classes=200)
+    train.train(module, optax.adam(1e-3), batches, ..., extra_loss=loss)
+
+The loss adds `weight * sum_f Loss_f` to the cross-entropy. Which images a
+filter should fire on sets its prior `alpha`, the batch share of those images:
+
+  * "single" (the paper's single-category nets): positives are the images of
+    `positive_class`, negatives the rest, for every filter;
+  * "multi": each filter belongs to the category whose images give it the
+    highest peak activation, by a per-class running mean kept in the model's
+    'icnn_stats' collection (so it is checkpointed with the run).
+
+With the "official" variant's learned beta, the loss also pulls each beta to
+`beta_target` of the filter's positive images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+from interp import nets
+from interp.layers.interpretable import InterpretableConv, beta_target, filter_loss
+
+MODES = ("single", "multi")
+# Width of the last conv layer of each zoo model (the interpretable layer keeps it).
+LAST_CONV_WIDTH = {"alexnet": 256, "vgg16": 512, "vgg_m": 512, "vgg_s": 512}
+
+
+def interpretable_cnn(name: str, num_classes: int, *, variant: str = "paper", masked: bool = True,
+                      track_classes: bool = False, **kw) -> nn.Module:
+    """A zoo model with an `InterpretableConv` on top of its last conv layer.
+
+    Args:
+      name: "small_cnn", "alexnet", "vgg16", "vgg_m" or "vgg_s".
+      num_classes: the classifier's outputs.
+      variant: "paper" or "official" (see `interp.layers.interpretable`).
+      masked: False for the ordinary CNN of the comparison: the same extra
+        conv layer, unmasked (trained without the filter loss).
+      track_classes: keep the per-class peak means that multi-category
+        training assigns filters by.
+      **kw: further attributes of the zoo model (e.g. `channels=` of SmallCNN).
+    """
+    if name == "small_cnn":
+        width = tuple(kw.get("channels", (16, 32, 64, 128)))[-1]
+    elif name in LAST_CONV_WIDTH:
+        width = LAST_CONV_WIDTH[name]
+    else:
+        raise ValueError(f"name: expected one of small_cnn, {', '.join(LAST_CONV_WIDTH)}, got {name!r}")
+    layer = InterpretableConv(width, variant=variant, masked=masked,
+                              num_classes=num_classes if track_classes else None)
+    return nets.create(name, num_classes=num_classes, after_last_conv=layer, **kw)
+
+
+def _find(tree: Any, key: str) -> tuple[tuple[str, ...], Any]:
+    """The one (path, value) of `tree` whose path ends in `key`."""
+    hits = [(path, value) for path, value in traverse_util.flatten_dict(tree).items() if path[-1] == key]
+    if len(hits) != 1:
+        raise ValueError(f"expected one interpretable layer with {key!r}, found {len(hits)}: "
+                         f"{['/'.join(p) for p, _ in hits]}")
+    return hits[0]
+
+
+def update_class_means(means: jax.Array, peaks: jax.Array, labels: jax.Array, momentum: float) -> jax.Array:
+    """Running per-class means [K, C] of peak activations [B, C], for the classes in the batch.
+
+    A class seen for the first time takes its batch mean; afterwards
+    `m <- momentum * m + (1 - momentum) * batch mean`.
+    """
+    onehot = jax.nn.one_hot(labels, means.shape[0], dtype=peaks.dtype)  # [B, K]
+    counts = onehot.sum(0)  # [K]
+    batch_means = (onehot.T @ peaks) / jnp.maximum(counts, 1.0)[:, None]
+    fresh = jnp.all(means == 0.0, axis=1, keepdims=True)
+    blended = jnp.where(fresh, batch_means, momentum * means + (1 - momentum) * batch_means)
+    return jnp.where(counts[:, None] > 0, blended, means)
+
+
+def icnn_loss(weight: float = 1.0, mode: str = "multi", *, positive_class: int = 1, momentum: float = 0.9,
+              beta_pull: float = 1.0):
+    """The `extra_loss` of `interp.train.train` for an interpretable CNN (see the module docstring).
+
+    Args:
+      weight: lambda, the filter loss's weight against the cross-entropy.
+      mode: "single" or "multi".
+      positive_class: the positives' label in "single" mode.
+      momentum: of the per-class running means in "multi" mode.
+      beta_pull: weight of `(beta - beta_target)^2 / 2` for a learned beta.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+
+    def extra_loss(batch, intermediates, model_state, params):
+        (path, sown) = _find(intermediates, "maps")
+        maps = sown[0]
+        peaks = jax.lax.stop_gradient(maps.max((1, 2)))  # [B, C]
+        labels = batch["label"]
+        updates = {}
+        if mode == "single":
+            positive = jnp.broadcast_to((labels == positive_class)[:, None], peaks.shape)
+        else:
+            stats_path, means = _find(model_state.get("icnn_stats", {}), "class_means")
+            means = update_class_means(means, peaks, labels, momentum)
+            positive = labels[:, None] == jnp.argmax(means, axis=0)[None, :]
+            updates["icnn_stats"] = traverse_util.unflatten_dict({stats_path: means})
+        losses = filter_loss(maps, positive.mean(0))
+        term = weight * losses.sum()
+        metrics = {"filter_loss": losses.mean()}
+        flat_params = traverse_util.flatten_dict(params)
+        beta_paths = [p for p in flat_params if p[-1] == "beta" and p[:-1] == path[:-1]]
+        if beta_paths:
+            beta = flat_params[beta_paths[0]]
+            target = jax.lax.stop_gradient(beta_target(maps, positive))
+            term = term + beta_pull * 0.5 * jnp.sum((beta - target) ** 2)
+            metrics["beta_mean"] = beta.mean()
+        return term, metrics, updates
+
+    return extra_loss

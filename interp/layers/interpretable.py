@@ -1,0 +1,211 @@
+"""The interpretable conv layer of Zhang, Wu & Zhu, "Interpretable Convolutional Neural Networks" (CVPR 2018).
+
+Each filter of the layer should fire at one place of an object part and stay
+silent elsewhere. Two mechanisms push it there:
+
+  * a mask: the filter's n x n map x is multiplied by the template centred on
+    its peak, `x_masked = max(x * T_mu, 0)`, the mask held constant, so the
+    layers above only see activation near the peak (`InterpretableConv`);
+  * a loss: `Loss_f = -MI(X; T)` between the maps of the batch and the
+    templates (`filter_loss`), which prefers maps that look like one positive
+    template on a share `alpha` of the images and like the negative template
+    (silence) on the rest.
+
+Templates, for a map of h x w (the paper's n x n):
+
+    t+_ij(mu) = tau * max(1 - beta * d([i, j], mu), -1),   t- = -tau,   tau = 0.5 / (h w)
+
+Two variants, chosen by `InterpretableConv.variant`:
+
+  * "paper" (the CVPR text): mu is the argmax; d is the L1 distance over n,
+    `|i - mu_i| / h + |j - mu_j| / w`; beta = 4 fixed.
+  * "official" (the authors' MATLAB release, getMu.m / getMask.m): mu is the
+    activation's centre of mass, rounded; d is the L1 distance on coordinates
+    spread over [-1, 1] (`linspace(-1, 1, n)`); beta is a learned per-filter
+    parameter that training pulls towards `clamp(3 / sigma, 1.5, 3)`, sigma the
+    activation-weighted spread of the map around its centre, in map cells
+    (`beta_target`). The mask then has no task gradient, only that pull.
+
+The filter loss always uses the paper's templates; the mask uses the variant's.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from interp.nets._tap import tap
+
+VARIANTS = ("paper", "official")
+PAPER_BETA = 4.0
+OFFICIAL_BETA_INIT = 2.0  # the middle of the official pull's [1.5, 3] range
+
+
+def peak_positions(maps: jax.Array, method: str = "argmax") -> jax.Array:
+    """Each filter's peak: int32 [B, C, 2] (row, col) of maps [B, h, w, C].
+
+    "argmax" takes the first maximum in row-major order; "centre_of_mass"
+    the activation-weighted mean position, rounded (an all-zero map gives (0, 0),
+    as the official code's clamp to the first cell does).
+    """
+    b, h, w, c = maps.shape
+    if method == "argmax":
+        flat = jnp.argmax(maps.reshape(b, h * w, c), axis=1)
+        return jnp.stack([flat // w, flat % w], axis=-1).astype(jnp.int32)
+    if method != "centre_of_mass":
+        raise ValueError(f"method: expected 'argmax' or 'centre_of_mass', got {method!r}")
+    weights = jnp.maximum(maps, 0.0)
+    total = jnp.maximum(weights.sum((1, 2)), 1e-9)  # [B, C]
+    rows = (weights * jnp.arange(h, dtype=maps.dtype)[None, :, None, None]).sum((1, 2)) / total
+    cols = (weights * jnp.arange(w, dtype=maps.dtype)[None, None, :, None]).sum((1, 2)) / total
+    position = jnp.stack([jnp.round(rows), jnp.round(cols)], axis=-1)
+    return jnp.clip(position, 0, jnp.array([h - 1, w - 1], maps.dtype)[None, None, :]).astype(jnp.int32)
+
+
+def _distances(positions: jax.Array, shape: tuple[int, int], variant: str) -> jax.Array:
+    """[B, h, w, C]: the variant's L1 distance from every cell to each filter's peak."""
+    h, w = shape
+    rows, cols = jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32)
+    mu = positions.astype(jnp.float32)  # [B, C, 2]
+    if variant == "paper":
+        dr = jnp.abs(rows[None, :, None] - mu[:, None, :, 0]) / h  # [B, h, C]
+        dc = jnp.abs(cols[None, :, None] - mu[:, None, :, 1]) / w  # [B, w, C]
+    elif variant == "official":
+        spread_r, spread_c = 2.0 / max(h - 1, 1), 2.0 / max(w - 1, 1)  # linspace(-1, 1, n) steps
+        dr = jnp.abs(rows[None, :, None] - mu[:, None, :, 0]) * spread_r
+        dc = jnp.abs(cols[None, :, None] - mu[:, None, :, 1]) * spread_c
+    else:
+        raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+    return dr[:, :, None, :] + dc[:, None, :, :]
+
+
+def template_masks(positions: jax.Array, shape: tuple[int, int], beta: jax.Array | float,
+                   variant: str = "paper") -> jax.Array:
+    """`max(1 - beta * d, -1)` around each peak: float32 [B, h, w, C] (templates without tau).
+
+    Args:
+      positions: int [B, C, 2] peaks (row, col).
+      shape: (h, w) of the maps.
+      beta: a scalar or [C], one per filter.
+      variant: "paper" or "official" (the distance; see the module docstring).
+    """
+    beta = jnp.broadcast_to(jnp.asarray(beta, jnp.float32), positions.shape[1:2])
+    return jnp.maximum(1.0 - beta[None, None, None, :] * _distances(positions, shape, variant), -1.0)
+
+
+def templates(shape: tuple[int, int], beta: float = PAPER_BETA) -> tuple[jax.Array, float]:
+    """The paper's templates for an h x w map: (positive [h*w, h, w] indexed by mu in row-major order, negative).
+
+    `positive[m][i, j] = tau * max(1 - beta * (|i - mu_i| / h + |j - mu_j| / w), -1)`, the
+    negative template is the constant `-tau`, and `tau = 0.5 / (h * w)`.
+    """
+    h, w = shape
+    tau = 0.5 / (h * w)
+    cells = jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"), -1).reshape(1, h * w, 2)
+    masks = template_masks(cells, shape, beta, "paper")[0]  # [h, w, h*w]: one template per mu
+    return tau * jnp.moveaxis(masks, -1, 0), -tau
+
+
+def filter_loss(maps: jax.Array, alpha: jax.Array | float = 0.5, beta: float = PAPER_BETA) -> jax.Array:
+    """`Loss_f = -MI(X; T)` of every filter over a batch: float32 [C].
+
+    With `p(x | T) = exp(tr(x . T)) / Z_T`, `Z_T` summed over the batch's maps,
+    priors `p(T_mu) = alpha / (h w)` and `p(T-) = 1 - alpha`, and `p(x)` the
+    prior-weighted mixture, `MI = sum_T p(T) sum_x p(x | T) log(p(x | T) / p(x))`.
+    Every quantity is kept as a log and combined by logsumexp, so the loss and
+    its gradient are finite for all-zero maps and for very large activations.
+
+    Args:
+      maps: [B, h, w, C] the filters' maps (after their ReLU), B >= 1.
+      alpha: the prior share of images on which a filter should fire: a scalar
+        or [C] (e.g. the batch share of each filter's category), in (0, 1).
+      beta: the templates' beta.
+    """
+    b, h, w, c = maps.shape
+    positive, negative = templates((h, w), beta)
+    maps = maps.astype(jnp.float32)
+    fit_positive = jnp.einsum("bijc,mij->bcm", maps, positive)  # tr(x . T_mu): [B, C, h*w]
+    fit_negative = negative * maps.sum((1, 2))[..., None]  # [B, C, 1]
+    fit = jnp.concatenate([fit_positive, fit_negative], axis=-1)  # [B, C, T]
+    log_likelihood = fit - jax.nn.logsumexp(fit, axis=0, keepdims=True)  # log p(x | T)
+    alpha = jnp.clip(jnp.broadcast_to(jnp.asarray(alpha, jnp.float32), (c,)), 1e-6, 1 - 1e-6)
+    log_prior = jnp.concatenate(
+        [jnp.broadcast_to(jnp.log(alpha / (h * w))[:, None], (c, h * w)), jnp.log1p(-alpha)[:, None]], axis=-1)
+    log_evidence = jax.nn.logsumexp(log_prior[None] + log_likelihood, axis=-1, keepdims=True)  # log p(x)
+    mutual_information = jnp.sum(
+        jnp.exp(log_prior[None] + log_likelihood) * (log_likelihood - log_evidence), axis=(0, 2))
+    return -mutual_information
+
+
+def beta_target(maps: jax.Array, positive: jax.Array | None = None) -> jax.Array:
+    """The official release's target for a learned beta: `clamp(3 / sigma, 1.5, 3)` per filter, [C].
+
+    sigma is the map's spread around its centre of mass, `sqrt(sum x ||p - mu||^2 / sum x)`
+    in map cells, averaged over the (positive) images weighted by their mean activation.
+
+    Args:
+      maps: [B, h, w, C] the filters' maps.
+      positive: bool [B] or [B, C], the images each filter should fire on (default: all).
+    """
+    b, h, w, c = maps.shape
+    weights = jnp.maximum(maps, 0.0)
+    mu = peak_positions(maps, "centre_of_mass").astype(jnp.float32)  # [B, C, 2]
+    rows = jnp.arange(h, dtype=jnp.float32)[None, :, None, None] - mu[:, None, None, :, 0]
+    cols = jnp.arange(w, dtype=jnp.float32)[None, None, :, None] - mu[:, None, None, :, 1]
+    total = jnp.maximum(weights.sum((1, 2)), 1e-9)
+    sigma = jnp.sqrt((weights * (rows**2 + cols**2)).sum((1, 2)) / total)  # [B, C]
+    strength = weights.mean((1, 2))
+    if positive is not None:
+        positive = jnp.asarray(positive)
+        strength = strength * (positive if positive.ndim == 2 else positive[:, None])
+    spread = (strength * sigma).sum(0) / jnp.maximum(strength.sum(0), 1e-9)
+    return jnp.clip(3.0 / jnp.maximum(spread, 1e-9), 1.5, 3.0)
+
+
+class InterpretableConv(nn.Module):
+    """A conv layer + ReLU whose maps are masked by the template at their peak.
+
+    Put on top of a network's last conv layer; the layers above see the
+    masked maps. The unmasked maps are named `icnn` (what `filter_loss` and
+    location instability read) and the masked ones `icnn_masked`; in a
+    mutable 'intermediates' collection the maps are also sown as `maps`, for
+    the training loss.
+
+    Attributes:
+      features: number of filters (the paper keeps the top conv layer's width).
+      kernel_size: the conv's kernel (3 x 3 in the paper's added layer).
+      variant: "paper" or "official" (see the module docstring).
+      num_classes: when set, a running per-class mean of each filter's peak
+        activation is kept in the 'icnn_stats' collection, for assigning
+        filters to categories (`interp.layers.icnn_loss` in multi-category mode).
+      masked: False gives the ordinary CNN's version of the same layer (a conv
+        and a ReLU, nothing masked), the baseline of the paper's comparison.
+    """
+
+    features: int
+    kernel_size: int = 3
+    variant: str = "paper"
+    num_classes: int | None = None
+    masked: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant: expected one of {VARIANTS}, got {self.variant!r}")
+        conv = nn.Conv(self.features, (self.kernel_size,) * 2, padding="SAME", name="conv",
+                       kernel_init=nn.initializers.variance_scaling(2.0, "fan_in", "normal"))
+        maps = tap(nn.relu(conv(x)), "icnn")
+        self.sow("intermediates", "maps", maps)
+        if self.num_classes is not None:
+            self.variable("icnn_stats", "class_means", jnp.zeros, (self.num_classes, self.features))
+        if not self.masked:
+            return maps
+        if self.variant == "paper":
+            beta = PAPER_BETA
+            positions = peak_positions(maps, "argmax")
+        else:
+            beta = self.param("beta", nn.initializers.constant(OFFICIAL_BETA_INIT), (self.features,))
+            positions = peak_positions(maps, "centre_of_mass")
+        mask = jax.lax.stop_gradient(template_masks(positions, maps.shape[1:3], beta, self.variant))
+        return tap(nn.relu(maps * mask), "icnn_masked")
