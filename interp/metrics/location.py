@@ -179,6 +179,7 @@ def location_instability(
     *,
     top: int = 100,
     stable_fraction: float = 1.0,
+    firing_only: bool = False,
 ) -> LocationInstability:
     """Location instability of a layer's filters (Zhang et al., CVPR 2018); lower is better.
 
@@ -203,6 +204,10 @@ def location_instability(
       stable_fraction: the layer's value averages the round(stable_fraction * C)
         most stable filters with a value (the official `selectedPatternRatio`;
         1 averages all of them).
+      firing_only: count an image for a filter only where the filter fires
+        (score > 0). A silent ReLU map has no peak, but its argmax is its first
+        cell, and the official protocol measures that corner; with this, a
+        filter silent on all but one image is NaN and left out of the mean.
 
     Returns:
       `LocationInstability(value, per_filter [C], per_part [C, P])`, divided by
@@ -211,7 +216,7 @@ def location_instability(
     peaks, scores, landmarks, visible = _check(peaks, scores, landmarks, visible, top, stable_fraction)
     height, width = _check_size(image_size)
     diagonal = float(np.hypot(height, width))
-    per_part = _deviations(peaks, scores, landmarks, visible, int(top)) / diagonal
+    per_part = _deviations(peaks, scores, landmarks, visible, int(top), firing_only) / diagonal
     sparse = np.flatnonzero(visible.sum(axis=0) < 2)
     if sparse.size:
         warnings.warn(f"landmarks: landmark {int(sparse[0])} is visible on {int(visible[:, sparse[0]].sum())} "
@@ -226,13 +231,14 @@ def location_instability(
 
 
 def _deviations(peaks: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, visible: np.ndarray,
-                top: int) -> np.ndarray:
+                top: int, firing_only: bool = False) -> np.ndarray:
     """float64 [C, P]: std (ddof=1) of peak-landmark distances over each filter's top visible images."""
     order = np.argsort(-scores, axis=0, kind="stable")  # [N, C] images by each filter's score
     ranked_peaks = np.take_along_axis(peaks, order[:, :, None], axis=0)  # [N, C, 2]
+    firing = np.take_along_axis(scores, order, axis=0) > 0 if firing_only else True
     deviations = np.empty((scores.shape[1], landmarks.shape[1]))
     for k in range(landmarks.shape[1]):  # a loop over parts keeps memory at [N, C]
-        shown = visible[order, k]  # [N, C]
+        shown = visible[order, k] & firing  # [N, C]
         kept = shown & (np.cumsum(shown, axis=0) <= top)
         distance = np.linalg.norm(ranked_peaks - landmarks[order, k], axis=-1)  # [N, C]
         count = kept.sum(axis=0)

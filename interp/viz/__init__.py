@@ -1,7 +1,7 @@
 """Figures. Each function returns a matplotlib Figure; the caller decides where it goes."""
 
 from interp.viz.attribution import attribution_grid, heatmap
-from interp.viz.dissect import dissection_figure
+from interp.viz.dissect import dissection_figure, feature_map_grid
 from interp.viz.featviz import (
     activation_grid_figure,
     channel_grid,
@@ -15,6 +15,7 @@ __all__ = [
     "attribution_grid",
     "channel_grid",
     "dissection_figure",
+    "feature_map_grid",
     "heatmap",
     "part_overlay_grid",
     "reconstruction_grid",

@@ -38,3 +38,34 @@ def dissection_figure(summaries: Mapping[str, Mapping[str, Any]]) -> Figure:
     axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def feature_map_grid(images: np.ndarray, maps: Mapping[str, np.ndarray], filters: Mapping[str, Any]) -> Figure:
+    """Chosen filters' feature maps over the same images, one row per (network, filter).
+
+    Each map is stretched over its image (bilinear) and drawn over it, scaled
+    per row so that a filter's strongest response across the images is red.
+
+    Args:
+      images: [n, H, W, 3] in [0, 1].
+      maps: `{network name: [n, h, w, C] activations}` of the images.
+      filters: `{network name: filter indices}` to show.
+    """
+    from PIL import Image
+
+    rows = [(name, int(f)) for name in maps for f in filters[name]]
+    n, height, width = images.shape[:3]
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1.2, 1.35 * len(rows)), squeeze=False)
+    for row, (name, f) in enumerate(rows):
+        top = max(float(maps[name][..., f].max()), 1e-9)
+        for column in range(n):
+            heat = np.asarray(Image.fromarray(maps[name][column, :, :, f].astype(np.float32), mode="F")
+                              .resize((width, height), Image.BILINEAR)) / top
+            ax = axes[row, column]
+            ax.imshow(images[column])
+            ax.imshow(np.clip(heat, 0, 1), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(f"{name}\nfilter {f}", fontsize=8)
+    fig.tight_layout()
+    return fig

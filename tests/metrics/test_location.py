@@ -196,3 +196,18 @@ def test_bad_inputs_name_what_was_expected():
         metrics.part_interpretability(model, "pool", _NoParts())
     with pytest.raises(ValueError, match="layer: expected one layer name"):
         metrics.part_interpretability(model, ["pool"], _NoParts())
+
+
+def test_firing_only_leaves_out_images_where_a_filter_is_silent():
+    # Filter 0 fires on images 0-2 (peaks track the landmark), is silent on 3-4 (argmax: the corner).
+    landmarks = np.array([[[10.0, 10.0]], [[20.0, 14.0]], [[30.0, 30.0]], [[40.0, 8.0]], [[12.0, 44.0]]])
+    peaks = np.repeat(landmarks + np.array([2.0, 0.0]), 2, axis=1)  # [5, 2, 2]
+    peaks[3:, 0] = 0.0
+    scores = np.array([[5.0, 0.0], [4.0, 0.0], [3.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
+    visible = np.ones((5, 1), bool)
+    every = metrics.location_instability(peaks, scores, landmarks, visible, (48, 64))
+    firing = metrics.location_instability(peaks, scores, landmarks, visible, (48, 64), firing_only=True)
+    assert every.per_filter[0] > 0.1  # the corner's distance to a moving landmark
+    assert firing.per_filter[0] == 0.0  # a fixed offset from the part on every image it fires on
+    assert np.isnan(firing.per_filter[1])  # fires on one image only
+    assert firing.value == 0.0

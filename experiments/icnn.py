@@ -1,0 +1,284 @@
+"""Interpretable CNNs (Zhang, Wu & Zhu, CVPR 2018) against ordinary CNNs of the same backbone.
+
+    python -m experiments.icnn --workdir runs/icnn
+    python -m experiments.icnn --workdir runs/icnn_cub --cub data/CUB_200_2011
+    python -m experiments.icnn --workdir runs/icnn_voc --voc-part data/VOC2010
+
+On SynthParts (default), trains for the multi-category task (all classes) and
+for single-category tasks (one class against the rest) an ordinary network
+and an interpretable one: the same backbone with the same extra conv layer on
+top of its last conv layer, masked by the templates and trained with the
+filter loss in the interpretable one, plain in the ordinary one. Then, on
+held-out images, it measures classification accuracy, location instability
+of the extra layer's filters (each filter on the images of its category: the
+class whose images give it the highest mean peak, and that category's
+landmarks), and part interpretability (each filter's best part IoU in a
+Network Dissection, SynthParts only). With --cub or --voc-part the same
+comparison runs on that dataset's multi-category task (CUB landmarks: parts 1,
+6, 14; VOC-Part: head, torso, legs, tail centres).
+
+Writes to the workdir: a run folder per task and network (checkpoints, so a
+rerun resumes), results.json, table.md and feature_maps.png (a few filters of
+each network on many images of one category).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from interp import dissect, layers, metrics, nets, viz
+from interp import train as trainlib
+from interp.data import CUB200, SynthParts, VOCPart
+from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
+from interp.featviz import receptive_fields
+
+
+@dataclasses.dataclass(frozen=True)
+class IcnnConfig:
+    model: str = "small_cnn"
+    image_size: int = 64
+    steps: int = 1500  # multi-category training steps
+    single_steps: int = 800  # per single-category network
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight: float = 0.02  # lambda of the filter loss (sum over filters)
+    variant: str = "paper"
+    eval_images: int = 1024
+    single_classes: tuple[str, ...] = ("quadruped", "car")
+    landmark_share: float = 0.5  # a category's landmarks: parts visible on at least this share of its images
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A classification task with landmarks: how to train on it and what to evaluate on."""
+
+    name: str
+    num_classes: int
+    image_size: int
+    train_batch: Callable[[int, int], dict[str, Any]]  # (step, batch_size) -> image, label
+    eval_batches: Callable[[], Iterator[dict[str, Any]]]  # image, label, category, landmarks, landmark_visible
+    mode: str  # "single" or "multi"
+
+
+def synthparts_tasks(config: IcnnConfig) -> list[Task]:
+    data = SynthParts(seed=config.seed, image_size=config.image_size)
+    held_out = dataclasses.replace(data, seed=config.seed + 1)
+
+    def train_batch(step, size, positive=None):
+        batch = data.batch(step * size + jnp.arange(size, dtype=jnp.int32))
+        label = batch["label"] if positive is None else (batch["label"] == positive).astype(jnp.int32)
+        return {"image": batch["image"], "label": label}
+
+    def eval_batches(positive=None):
+        for start in range(0, config.eval_images, 256):
+            batch = held_out.batch(jnp.arange(start, min(start + 256, config.eval_images), dtype=jnp.int32))
+            label = batch["label"] if positive is None else (batch["label"] == positive).astype(jnp.int32)
+            yield {"image": batch["image"], "label": label, "category": batch["label"],
+                   "landmarks": batch["landmarks"], "landmark_visible": batch["landmark_visible"]}
+
+    tasks = [Task("multi", data.num_classes, data.image_size, train_batch, eval_batches, "multi")]
+    for name in config.single_classes:
+        c = data.class_names.index(name)
+        tasks.append(Task(f"single_{name}", 2, data.image_size,
+                          lambda step, size, c=c: train_batch(step, size, c),
+                          lambda c=c: eval_batches(c), "single"))
+    return tasks
+
+
+def folder_task(name: str, train_source, eval_source, config: IcnnConfig, parts=None) -> Task:
+    """The multi-category task of a dataset folder (CUB200, VOCPart): its train and evaluation splits."""
+    def prepared(source, indices):
+        batch = source.batch(indices, image_size=config.image_size)
+        if parts is not None:
+            batch = select_landmarks(batch, parts)
+        return {key: np.asarray(value) for key, value in batch.items()}
+
+    def train_batch(step, size):
+        indices = (step * size + np.arange(size)) % len(train_source)
+        batch = prepared(train_source, indices)
+        return {"image": batch["image"], "label": batch["label"]}
+
+    def eval_batches():
+        count = min(config.eval_images, len(eval_source))
+        for start in range(0, count, 64):
+            batch = prepared(eval_source, range(start, min(start + 64, count)))
+            yield {"image": batch["image"], "label": batch["label"], "category": batch["label"],
+                   "landmarks": batch["landmarks"], "landmark_visible": batch["landmark_visible"]}
+
+    return Task(name, train_source.num_classes, config.image_size, train_batch, eval_batches, "multi")
+
+
+def train_network(task: Task, interpretable: bool, workdir: pathlib.Path, config: IcnnConfig) -> nets.Model:
+    """Trains (or resumes) the ordinary or the interpretable network of `task`."""
+    module = layers.interpretable_cnn(config.model, task.num_classes, variant=config.variant, masked=interpretable,
+                                      track_classes=task.mode == "multi")
+    extra_loss = layers.icnn_loss(config.weight, task.mode) if interpretable else None
+    steps = config.steps if task.mode == "multi" else config.single_steps
+
+    def batches(step, rows):
+        return {k: v[rows] for k, v in task.train_batch(step, config.batch_size).items()}
+
+    state = trainlib.train(
+        module, optax.adam(config.learning_rate), batches, num_steps=steps, batch_size=config.batch_size,
+        workdir=workdir, sample_input=jnp.zeros((1, task.image_size, task.image_size, 3)), seed=config.seed,
+        checkpoint_every=max(steps // 4, 1), log_every=max(steps // 10, 1), progress=False, extra_loss=extra_loss)
+    return nets.from_linen(module, jax.device_get(trainlib.variables_of(state)))
+
+
+def evaluate(model: nets.Model, task: Task, config: IcnnConfig) -> dict[str, Any]:
+    """Accuracy, location instability (official and firing-only) of the 'icnn' layer's filters."""
+    step = jax.jit(lambda x: (model(x), model.activations(x, "icnn")["icnn"]))
+    field = None
+    columns: dict[str, list] = {k: [] for k in ("logits", "positions", "scores", "label", "category",
+                                                "landmarks", "visible")}
+    for batch in task.eval_batches():
+        images = jnp.asarray(batch["image"])
+        logits, maps = step(images)
+        field = field or receptive_fields(model, images[:1])["icnn"]
+        positions, scores = metrics.peak_positions(maps)
+        for key, value in (("logits", logits), ("positions", metrics.peaks_in_image(positions, field)),
+                           ("scores", scores), ("label", batch["label"]), ("category", batch["category"]),
+                           ("landmarks", batch["landmarks"]), ("visible", batch["landmark_visible"])):
+            columns[key].append(np.asarray(value))
+    data = {k: np.concatenate(v) for k, v in columns.items()}
+    accuracy = float((data["logits"].argmax(-1) == data["label"]).mean())
+    category = data["category"]
+    if task.mode == "single":
+        positives = data["label"] == 1
+        assigned = np.full(data["scores"].shape[1], int(category[positives][0]))
+    else:
+        present = np.unique(category)
+        means = np.stack([data["scores"][category == c].mean(0) for c in present])
+        assigned = present[means.argmax(0)]
+    results = {"accuracy": accuracy, "images": int(len(category))}
+    for key, firing_only in (("location_instability", False), ("location_instability_firing", True)):
+        per_filter = instability_by_category(data, assigned, task.image_size, config, firing_only)
+        results[key] = float(np.nanmean(per_filter))
+        results[f"{key}_filters"] = int(np.isfinite(per_filter).sum())
+    results["filters"] = int(data["scores"].shape[1])
+    results["silent_filters"] = int((data["scores"].max(0) <= 0).sum())
+    return results
+
+
+def instability_by_category(data: dict[str, np.ndarray], assigned: np.ndarray, image_size: int,
+                            config: IcnnConfig, firing_only: bool) -> np.ndarray:
+    """Each filter's location instability on the images of its category, with that category's landmarks."""
+    per_filter = np.full(len(assigned), np.nan)
+    for c in np.unique(assigned):
+        images = data["category"] == c
+        parts = np.flatnonzero(data["visible"][images].mean(0) >= config.landmark_share)
+        filters = np.flatnonzero(assigned == c)
+        if len(parts) == 0 or images.sum() < 2:
+            continue
+        result = metrics.location_instability(
+            data["positions"][images][:, filters], data["scores"][images][:, filters],
+            data["landmarks"][images][:, parts], data["visible"][images][:, parts],
+            (image_size, image_size), firing_only=firing_only)
+        per_filter[filters] = result.per_filter
+    return per_filter
+
+
+def part_iou(model: nets.Model, config: IcnnConfig) -> float:
+    """Mean over the 'icnn' filters of their best part IoU on held-out SynthParts (Network Dissection)."""
+    held_out = SynthParts(seed=config.seed + 1, image_size=config.image_size)
+    data = dissect.SynthPartsConcepts(held_out, num_examples=config.eval_images)
+    return float(metrics.part_interpretability(model, "icnn", data, batch_size=64).value)
+
+
+def feature_map_figure(models: dict[str, nets.Model], task: Task, filters_per_model: int = 3, images: int = 8):
+    """The paper's figure: a few filters of each network on the top images of one category."""
+    batch = next(task.eval_batches())
+    category = np.asarray(batch["category"])
+    chosen = np.flatnonzero(category == category[0])[:images]
+    pictures = np.asarray(batch["image"])[chosen]
+    maps, filters = {}, {}
+    for name, model in models.items():
+        activations = np.asarray(model.activations(jnp.asarray(pictures), "icnn")["icnn"])
+        filters[name] = np.argsort(-activations.max((1, 2)).mean(0))[:filters_per_model]
+        maps[name] = activations
+    return viz.feature_map_grid(pictures, maps, filters)
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| task | network | accuracy | location instability | (firing filters only) | part IoU |",
+             "|---|---|---:|---:|---:|---:|"]
+    for task, networks in results.items():
+        for name, r in networks.items():
+            iou = f"{r['part_iou']:.3f}" if "part_iou" in r else "-"
+            lines.append(f"| {task} | {name} | {r['accuracy']:.3f} | {r['location_instability']:.4f} "
+                         f"({r['location_instability_filters']}/{r['filters']}) | "
+                         f"{r['location_instability_firing']:.4f} ({r['location_instability_firing_filters']}) | "
+                         f"{iou} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="runs/icnn")
+    parser.add_argument("--cub", help="a CUB_200_2011 folder: run its multi-category task instead of SynthParts")
+    parser.add_argument("--voc-part", help="a VOC2010 folder with Annotations_Part: run its animal task instead")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help=f"config overrides, fields: {', '.join(f.name for f in dataclasses.fields(IcnnConfig))}")
+    args = parser.parse_args(argv)
+    config = _configured(args.set)
+    workdir = pathlib.Path(args.workdir)
+    if args.cub:
+        tasks = [folder_task("cub", CUB200(args.cub, split="train"), CUB200(args.cub, split="test"), config,
+                             CUB_ICNN_PARTS)]
+    elif args.voc_part:
+        tasks = [folder_task("voc_part", VOCPart(args.voc_part, split="train"),
+                             VOCPart(args.voc_part, split="val"), config)]
+    else:
+        tasks = synthparts_tasks(config)
+
+    results: dict[str, Any] = {}
+    for task in tasks:
+        models = {}
+        results[task.name] = {}
+        for name, interpretable in (("ordinary", False), ("interpretable", True)):
+            start = time.perf_counter()
+            models[name] = train_network(task, interpretable, workdir / task.name / name, config)
+            results[task.name][name] = evaluate(models[name], task, config)
+            if task.name == "multi" and not (args.cub or args.voc_part):
+                results[task.name][name]["part_iou"] = part_iou(models[name], config)
+            results[task.name][name]["seconds"] = round(time.perf_counter() - start, 1)
+            print(task.name, name, json.dumps(results[task.name][name]), flush=True)
+        if task is tasks[0]:
+            feature_map_figure(models, task).savefig(workdir / "feature_maps.png", dpi=110)
+    (workdir / "results.json").write_text(json.dumps({"config": dataclasses.asdict(config), "results": results},
+                                                     indent=2) + "\n")
+    (workdir / "table.md").write_text(table(results))
+    print(table(results))
+    return results
+
+
+def _configured(sets: list[str]) -> IcnnConfig:
+    config = IcnnConfig()
+    fields = {f.name: f for f in dataclasses.fields(IcnnConfig)}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set: expected field=value with field one of {', '.join(fields)}, got {item!r}")
+        default = getattr(config, key)
+        if isinstance(default, tuple):
+            parsed = tuple(v for v in value.split(",") if v)
+        else:
+            parsed = type(default)(value)
+        config = dataclasses.replace(config, **{key: parsed})
+    return config
+
+
+if __name__ == "__main__":
+    main()
