@@ -57,6 +57,7 @@ class IcnnConfig:
     eval_images: int = 1024
     single_classes: tuple[str, ...] = ("quadruped", "car")
     landmark_share: float = 0.5  # a category's landmarks: parts visible on at least this share of its images
+    top_resolution: int = 8  # small_cnn: side of the last conv layer's map (8 or 16 at 64 px: fewer pools)
     seed: int = 0
 
 
@@ -122,8 +123,12 @@ def folder_task(name: str, train_source, eval_source, config: IcnnConfig, parts=
 
 def train_network(task: Task, interpretable: bool, workdir: pathlib.Path, config: IcnnConfig) -> nets.Model:
     """Trains (or resumes) the ordinary or the interpretable network of `task`."""
+    kw = {}
+    if config.model == "small_cnn":
+        pools = round(np.log2(task.image_size / (2 * config.top_resolution)))  # after the stride-2 stem
+        kw["pools"] = (True,) * pools + (False,) * (4 - pools)
     module = layers.interpretable_cnn(config.model, task.num_classes, variant=config.variant, masked=interpretable,
-                                      track_classes=task.mode == "multi")
+                                      track_classes=task.mode == "multi", **kw)
     extra_loss = layers.icnn_loss(config.weight, task.mode) if interpretable else None
     steps = config.steps if task.mode == "multi" else config.single_steps
 
