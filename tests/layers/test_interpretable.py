@@ -114,3 +114,19 @@ def test_class_means_start_at_the_first_batch_and_then_move_slowly():
     np.testing.assert_allclose(means, [[2.0, 1.0], [0.0, 0.0], [5.0, 5.0]])
     means = layers.update_class_means(means, jnp.array([[12.0, 11.0]]), jnp.array([0]), 0.9)
     np.testing.assert_allclose(means, [[3.0, 2.0], [0.0, 0.0], [5.0, 5.0]])
+
+
+@pytest.mark.parametrize("name, size, width, hw", [
+    ("small_cnn", 64, 128, 8), ("alexnet", 227, 256, 13), ("vgg16", 224, 512, 14),
+    ("vgg_m", 224, 512, 13), ("vgg_s", 224, 512, 18)])
+def test_every_paper_backbone_takes_the_layer_on_its_last_conv(name, size, width, hw):
+    from interp import nets
+
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    module = layers.interpretable_cnn(name, 10)
+    variables = jax.eval_shape(module.init, jax.random.key(0), x)  # shapes only: no VGG-16 weights
+    assert variables["params"]["after_last_conv"]["conv"]["kernel"].shape == (3, 3, width, width)
+    model = nets.from_linen(module, variables)
+    assert model.layer_shape(x, "icnn").shape == (1, hw, hw, width)
+    assert model.layer_shape(x, "icnn_masked").shape == (1, hw, hw, width)
+    assert model.layer_shape(x, "logits").shape == (1, 10)
