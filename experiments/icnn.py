@@ -170,7 +170,8 @@ def evaluate(model: nets.Model, task: Task, config: IcnnConfig) -> dict[str, Any
     results = {"accuracy": accuracy, "images": int(len(category))}
     for key, firing_only in (("location_instability", False), ("location_instability_firing", True)):
         per_filter = instability_by_category(data, assigned, task.image_size, config, firing_only)
-        results[key] = float(np.nanmean(per_filter))
+        finite = per_filter[np.isfinite(per_filter)]
+        results[key] = float(finite.mean()) if finite.size else float("nan")  # NaN: no filter had 2 images
         results[f"{key}_filters"] = int(np.isfinite(per_filter).sum())
     results["filters"] = int(data["scores"].shape[1])
     results["silent_filters"] = int((data["scores"].max(0) <= 0).sum())

@@ -106,7 +106,10 @@ def icnn_loss(weight: float = 1.0, mode: str = "multi", *, positive_class: int =
         if mode == "single":
             positive = jnp.broadcast_to((labels == positive_class)[:, None], peaks.shape)
         else:
-            stats_path, means = _find(model_state.get("icnn_stats", {}), "class_means")
+            if "icnn_stats" not in model_state:
+                raise ValueError("mode='multi' needs the per-class peak means: build the network with "
+                                 "interpretable_cnn(..., track_classes=True)")
+            stats_path, means = _find(model_state["icnn_stats"], "class_means")
             means = update_class_means(means, peaks, labels, momentum)
             positive = labels[:, None] == jnp.argmax(means, axis=0)[None, :]
             updates["icnn_stats"] = traverse_util.unflatten_dict({stats_path: means})

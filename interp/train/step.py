@@ -28,7 +28,8 @@ def make_train_step(module: nn.Module, tx: optax.GradientTransformation,
     CNN's filter loss, `interp.layers.icnn_loss`): it sees the batch, what the
     module sowed into 'intermediates', the updated model state and the params,
     and returns the term, metrics to log, and new values for model-state
-    collections (not differentiated).
+    collections (not differentiated). 'loss' is then the sum, and
+    'cross_entropy' is logged beside it.
     """
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
@@ -46,6 +47,7 @@ def make_train_step(module: nn.Module, tx: optax.GradientTransformation,
             extra_metrics = {}
             if extra_loss is not None:
                 term, extra_metrics, updates = extra_loss(batch, intermediates, new_model_state, params)
+                extra_metrics = {**extra_metrics, "cross_entropy": loss}
                 loss = loss + term
                 new_model_state.update(jax.lax.stop_gradient(updates))
             return loss, (logits, new_model_state, extra_metrics)
