@@ -60,8 +60,9 @@ class ConceptSet:
         return len(self.names)
 
     def label(self, concept: int) -> str:
-        """'category/name' of a concept."""
-        return f"{self.categories[self.category_of[concept]]}/{self.names[concept]}"
+        """'category/name' of a concept (the name alone for an index that is no concept)."""
+        category = self.category_of[concept]
+        return self.names[concept] if category < 0 else f"{self.categories[category]}/{self.names[concept]}"
 
 
 class ConceptBatch(NamedTuple):

@@ -103,6 +103,7 @@ def test_counts_and_iou_equal_brute_force_for_both_conventions(seed):
                 want = expected.intersection[k, c] / union if union else 0.0
                 assert got[k, c] == pytest.approx(want), (convention, k, c)
         assert not got[:, 0].any()  # index 0 is no concept
+    assert concepts.label(0) == "a" and concepts.label(1) == f"{'xyz'[category_of[1]]}/b"
 
 
 def test_accumulator_moves_counts_to_int64_before_int32_overflows():
