@@ -30,7 +30,7 @@ from interp.dissect.concepts import ConceptBatch
 from interp.dissect.quantile import thresholds_from_top, top_values_init, top_values_update, values_needed
 from interp.dissect.result import DETECTOR_IOU, LayerDissection
 from interp.dissect.tally import CONVENTIONS, Accumulator, tally_batch
-from interp.dissect.upsample import UPSAMPLING, upsampling_matrices
+from interp.dissect.upsample import UPSAMPLING, upsample, upsampling_matrices
 from interp.featviz.examples import top_k_init, top_k_update
 from interp.featviz.receptive_field import receptive_fields
 from interp.train.mesh import batch_sharding
@@ -178,5 +178,4 @@ def activation_masks(model: Any, dissection: LayerDissection, images: jax.Array,
     field = (receptive_fields(model, images)[dissection.layer]
              if dissection.upsampling == "receptive_field" else None)
     rows, cols = upsampling_matrices(tuple(acts.shape[1:3]), size, image_hw, dissection.upsampling, field)
-    up = jnp.einsum("yi,bijk,xj->byxk", rows, acts.astype(jnp.float32), cols)
-    return np.asarray(up > jnp.asarray(dissection.thresholds, jnp.float32)[None, None, None, :])
+    return np.asarray(upsample(acts, rows, cols) > jnp.asarray(dissection.thresholds, jnp.float32)[None, None, None, :])

@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from interp.dissect.upsample import upsample
+
 CONVENTIONS = ("category", "lite")
 _INT32_MAX = 2**31 - 1
 
@@ -85,8 +87,7 @@ def tally_batch(acts: jax.Array, thresholds: jax.Array, rows: jax.Array, cols: j
       num_concepts: C.
       num_categories: Cat.
     """
-    up = jnp.einsum("yi,bijk,xj->byxk", rows, acts.astype(jnp.float32), cols)
-    on = (up > thresholds[None, None, None, :]) & valid[:, None, None, None]
+    on = (upsample(acts, rows, cols) > thresholds[None, None, None, :]) & valid[:, None, None, None]
     masks = masks & valid[:, None, None, None]
     activation = on.sum((1, 2), dtype=jnp.int32)  # [B, K]
     intersect = jnp.einsum("byxk,bdyx->bkd", on.astype(jnp.float32), masks.astype(jnp.float32))

@@ -20,6 +20,8 @@ images and channels as one einsum.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from interp.featviz.receptive_field import ReceptiveField
@@ -50,7 +52,7 @@ def unit_positions(num_units: int, seg_length: int, image_length: int, upsamplin
     if field is None or field.stride[axis] <= 0:
         raise ValueError("upsampling='receptive_field' needs a spatial receptive field (stride > 0); "
                          f"got {field}")
-    centres = field.start[axis] + units * field.stride[axis] + (field.size[axis] - 1) / 2
+    centres = field.center(units, units)[axis]
     return (centres + 0.5) * seg_length / image_length - 0.5
 
 
@@ -75,3 +77,8 @@ def upsampling_matrices(activation_hw: tuple[int, int], seg_hw: tuple[int, int],
         interpolation_matrix(unit_positions(activation_hw[axis], seg_hw[axis], image_hw[axis],
                                             upsampling, field, axis), seg_hw[axis])
         for axis in (0, 1))
+
+
+def upsample(acts: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
+    """float32 [B, sh, sw, K]: maps [B, h, w, K] upsampled by `upsampling_matrices`' (rows, cols)."""
+    return jnp.einsum("yi,bijk,xj->byxk", rows, acts.astype(jnp.float32), cols)
