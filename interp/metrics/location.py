@@ -38,6 +38,7 @@ import numpy as np
 
 from interp import dissect, nets
 from interp.featviz.receptive_field import ReceptiveField, receptive_fields
+from interp.layers import interpretable
 
 
 class Peaks(NamedTuple):
@@ -101,11 +102,7 @@ def peak_positions(maps: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     if maps.ndim != 4:
         raise ValueError(f"maps: expected feature maps [N, h, w, C], got shape {list(maps.shape)}")
-    n, h, w, c = maps.shape
-    flat = maps.reshape(n, h * w, c)
-    index = jnp.argmax(flat, axis=1).astype(jnp.int32)  # [N, C]; first maximum on ties
-    scores = jnp.take_along_axis(flat, index[:, None, :], axis=1)[:, 0]
-    return jnp.stack([index // w, index % w], axis=-1), scores
+    return interpretable.peak_positions(maps, "argmax"), maps.max(axis=(1, 2))
 
 
 def peaks_in_image(positions: jax.Array, field: ReceptiveField) -> jax.Array:
