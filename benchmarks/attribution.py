@@ -34,6 +34,8 @@ import warnings
 
 import numpy as np
 
+from benchmarks._timing import time_alternating
+
 
 def _setup_threads(threads: int) -> None:
     import torch
@@ -70,18 +72,6 @@ def _case_differences(case, model, x, xt, target, tt) -> tuple[float, float]:
     ours = jax.block_until_ready(case.interp(model, x, target))
     a, c = case.to_common(ours, case.captum(xt, tt))
     return _differences(a, case.reference(x) if case.reference is not None else c)
-
-
-def _time_alternating(run_a, run_b, repeats: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seconds of `repeats` calls of each, alternating which goes first each round."""
-    times = {0: [], 1: []}
-    runs = (run_a, run_b)
-    for r in range(repeats):
-        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-            start = time.perf_counter()
-            runs[i]()
-            times[i].append(time.perf_counter() - start)
-    return np.asarray(times[0]), np.asarray(times[1])
 
 
 def compare(args) -> None:
@@ -122,9 +112,8 @@ def compare(args) -> None:
         compile_s = time.perf_counter() - start
         abs_diff, rel_diff = _case_differences(case, model, x, xt, target, tt)
         _, rel_jitter = _case_differences(case, model, x_jitter, _torch_reference.to_nchw(x_jitter), target, tt)
-        t_ours, t_theirs = _time_alternating(
-            lambda: jax.block_until_ready(case.interp(model, x, target)),
-            lambda: case.captum(xt, tt),
+        t_ours, t_theirs = time_alternating(
+            [lambda: jax.block_until_ready(case.interp(model, x, target)), lambda: case.captum(xt, tt)],
             args.repeats,
         )
         ms_ours, ms_theirs = 1e3 * np.median(t_ours), 1e3 * np.median(t_theirs)

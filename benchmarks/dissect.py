@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from typing import NamedTuple
 
 import jax
@@ -47,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from benchmarks._timing import time_alternating
 from interp import dissect, nets
 from interp.data import SynthParts
 from interp.data.synthparts import CONCEPT_CATEGORIES
@@ -241,17 +241,6 @@ def check_equal(lite: dict[str, np.ndarray], counts: dissect.Counts, name: str) 
                             f"interp {ours[first]} vs Lite {theirs[first]}")
     if problems:
         raise AssertionError(f"{name}: interp and NetDissect-Lite counts differ:\n  " + "\n  ".join(problems))
-
-
-def time_alternating(runs: list, repeats: int) -> list[np.ndarray]:
-    """Seconds of `repeats` calls of each run; each round starts with the next run, so drift is shared."""
-    times = [[] for _ in runs]
-    for r in range(repeats):
-        for i in np.roll(np.arange(len(runs)), -r):
-            start = time.perf_counter()
-            runs[i]()
-            times[i].append(time.perf_counter() - start)
-    return [np.asarray(t) for t in times]
 
 
 def _model(size: int) -> nets.Model:

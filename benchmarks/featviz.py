@@ -43,6 +43,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks._timing import time_alternating
+
 _SIZE = 64
 _LEARNING_RATE = 0.05
 # Largest |image difference| between the timed program and the public call it stands for.
@@ -248,17 +250,6 @@ def _final_objective(model, layer: str, channels: tuple[int, ...], images: np.nd
     return float(np.median(acts[np.arange(len(channels)), :, :, list(channels)].mean((1, 2))))
 
 
-def _time_rotating(runs, repeats: int) -> list[np.ndarray]:
-    """Seconds of `repeats` calls of each run; each round starts with the next run, so drift is shared."""
-    times = [[] for _ in runs]
-    for r in range(repeats):
-        for i in np.roll(np.arange(len(runs)), -r):
-            start = time.perf_counter()
-            runs[i]()
-            times[i].append(time.perf_counter() - start)
-    return [np.asarray(t) for t in times]
-
-
 def _row(case: Case, times: list[np.ndarray], objectives: list[float]) -> str:
     """One markdown row: steps/s (median run), speed-ups, fastest runs and final objectives."""
     rates = [case.steps / np.median(t) for t in times]
@@ -316,7 +307,7 @@ def compare(args) -> None:
         case = builders[name]()
         runs = (case.interp, case.lucent, case.lean)
         objectives = [_final_objective(model, args.layer, case.channels, run()) for run in runs]
-        times = _time_rotating(runs, args.repeats)
+        times = time_alternating(runs, args.repeats)
         print(_row(case, times, objectives), flush=True)
         notes.append(f"- {case.name}: interp compile {case.compile_s:.1f} s. {case.note}".rstrip(". ") + ".")
         notes += _instability_notes(case.name, times)
