@@ -157,6 +157,19 @@ def resize_example(example: Example, size: int, fields: Mapping[str, Field]) -> 
     return out
 
 
+def load_rgb(path, dataset: str, expected: str) -> np.ndarray:
+    """Reads an image file as uint8 [H, W, 3] (grayscale and palette images converted).
+
+    Raises:
+        FileNotFoundError: `path` is no file; the message names `dataset` and
+            where the image was `expected`.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{dataset}: image {path} not found; expected {expected}")
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of a uint8 image, scaled to [0, 1].
 

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from interp.data._source import IMAGE, KEEP, MASK, Example, ExampleSource, Field
+from interp.data._source import IMAGE, KEEP, MASK, Example, ExampleSource, Field, load_rgb
 
 _NAME = "Broden"
 _INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
@@ -275,11 +275,7 @@ def _read_csv(path: Path, columns: Sequence[str],
 
 def _load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     """uint8 [ih, iw, 3], checked against index.csv's (ih, iw)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{_NAME}: image {path} not found; expected it under images/ "
-                                "as named in index.csv")
-    with Image.open(path) as image:
-        pixels = np.asarray(image.convert("RGB"))
+    pixels = load_rgb(path, _NAME, "it under images/ as named in index.csv")
     if pixels.shape[:2] != size:
         raise ValueError(f"{_NAME}: image {path} is {pixels.shape[0]}x{pixels.shape[1]}; "
                          f"index.csv says ih x iw = {size[0]}x{size[1]}")

@@ -25,9 +25,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from interp.data._source import BOXES, IMAGE, KEEP, POINTS, Example, ExampleSource, Field
+from interp.data._source import BOXES, IMAGE, KEEP, POINTS, Example, ExampleSource, Field, load_rgb
 
 _NAME = "CUB-200-2011"
 _LAYOUT = "the CUB_200_2011 folder layout"
@@ -112,7 +111,8 @@ class CUB200(ExampleSource):
 
     def _example(self, index: int) -> Example:
         image_id = self.image_ids[index]
-        image = _load_rgb(self.root / "images" / self._paths[image_id])
+        image = load_rgb(self.root / "images" / self._paths[image_id], _NAME,
+                         f"{_LAYOUT} with images/<path from images.txt>")
         x, y, w, h = self._bboxes[image_id]
         bbox = np.array([y, x, y + h, x + w], np.float32)
         landmarks, visible = self._parts[image_id]
@@ -206,12 +206,3 @@ def _check_covers(table: dict[int, object], image_ids: list[int], path: Path) ->
         more = " ..." if len(missing) > 5 else ""
         raise ValueError(f"{_NAME}: {path} has no entry for image ids {missing[:5]}{more} "
                          "listed in images.txt")
-
-
-def _load_rgb(path: Path) -> np.ndarray:
-    """uint8 [H, W, 3]; CUB has a few grayscale JPEGs, converted to RGB."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{_NAME}: image {path} not found; expected {_LAYOUT} with images/<path "
-                                "from images.txt>")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))

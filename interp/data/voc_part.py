@@ -42,9 +42,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.io
-from PIL import Image
 
-from interp.data._source import IMAGE, KEEP, MASK, POINTS, Example, ExampleSource, Field
+from interp.data._source import IMAGE, KEEP, MASK, POINTS, Example, ExampleSource, Field, load_rgb
 
 _NAME = "PASCAL-Part"
 _LAYOUT = "the VOC2010 folder with PASCAL-Part's Annotations_Part/ unpacked into it"
@@ -182,7 +181,7 @@ class VOCPart(ExampleSource):
         image_id, k = self.objects[index]
         obj = self._read(image_id)[k]
         path = self.root / "JPEGImages" / f"{image_id}.jpg"
-        image = _load_rgb(path)
+        image = load_rgb(path, _NAME, f"{_LAYOUT} with JPEGImages/<id>.jpg")
         for what, mask in (("mask", obj.mask), *((f"part {name!r} mask", m) for name, m in obj.parts)):
             if mask.shape != image.shape[:2]:
                 raise ValueError(f"{_NAME}: Annotations_Part/{image_id}.mat object {k} {what} is "
@@ -325,12 +324,3 @@ def _read_list(path: Path, num_columns: int) -> list[list[str]]:
                              f"got {line!r}")
         rows.append(row)
     return rows
-
-
-def _load_rgb(path: Path) -> np.ndarray:
-    """uint8 [H, W, 3]."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{_NAME}: image {path} not found; expected {_LAYOUT} "
-                                "with JPEGImages/<id>.jpg")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
