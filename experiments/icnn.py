@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments import train as train_experiment
 from interp import dissect, layers, metrics, nets, viz
 from interp import train as trainlib
 from interp.data import CUB200, SynthParts, VOCPart
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help=f"config overrides, fields: {', '.join(f.name for f in dataclasses.fields(IcnnConfig))}")
     args = parser.parse_args(argv)
-    config = _configured(args.set)
+    config = train_experiment.with_overrides(IcnnConfig(), args.set)
     workdir = pathlib.Path(args.workdir)
     if args.cub:
         tasks = [folder_task("cub", CUB200(args.cub, split="train"), CUB200(args.cub, split="test"), config,
@@ -268,22 +269,6 @@ def main(argv: list[str] | None = None) -> dict:
     (workdir / "table.md").write_text(table(results))
     print(table(results))
     return results
-
-
-def _configured(sets: list[str]) -> IcnnConfig:
-    config = IcnnConfig()
-    fields = {f.name: f for f in dataclasses.fields(IcnnConfig)}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"--set: expected field=value with field one of {', '.join(fields)}, got {item!r}")
-        default = getattr(config, key)
-        if isinstance(default, tuple):
-            parsed = tuple(v for v in value.split(",") if v)
-        else:
-            parsed = type(default)(value)
-        config = dataclasses.replace(config, **{key: parsed})
-    return config
 
 
 if __name__ == "__main__":

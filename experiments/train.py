@@ -201,6 +201,11 @@ def load_config(name_or_path: str, overrides: list[str]) -> TrainConfig:
     else:
         module = importlib.import_module(f"experiments.configs.{name_or_path}")
     config = module.get_config()
+    return with_overrides(config, overrides)
+
+
+def with_overrides(config: Any, overrides: list[str]) -> Any:
+    """A dataclass config with `field=value` overrides (a tuple field takes comma-separated strings)."""
     return dataclasses.replace(config, **dict(_parse_override(config, o) for o in overrides))
 
 
@@ -209,6 +214,8 @@ def _parse_override(config: Any, override: str) -> tuple[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(config)}
     if not sep or key not in fields:
         raise ValueError(f"--set: expected field=value with field one of {', '.join(fields)}; got {override!r}")
+    if isinstance(getattr(config, key), tuple):
+        return key, tuple(v for v in value.split(",") if v)
     kind: Callable[[str], Any] = type(getattr(config, key))
     return key, kind(value)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import icnn as experiment
+from experiments import train as train_experiment
 from tests.data.fixtures import write_cub, write_voc_part
 
 TINY = ["--set", "steps=6", "--set", "single_steps=4", "--set", "batch_size=8", "--set", "eval_images=48"]
@@ -55,5 +56,6 @@ def test_voc_part_folder_runs(tmp_path):
 def test_config_overrides_are_checked():
     with pytest.raises(ValueError, match="--set: expected field=value with field one of model, image_size"):
         experiment.main(["--set", "stepz=3"])
-    assert experiment._configured(["weight=0.5", "single_classes=car,tree"]).single_classes == ("car", "tree")
-    assert np.isclose(experiment._configured(["weight=0.5"]).weight, 0.5)
+    config = train_experiment.with_overrides(experiment.IcnnConfig(), ["weight=0.5", "single_classes=car,tree"])
+    assert config.single_classes == ("car", "tree")
+    assert np.isclose(config.weight, 0.5)
