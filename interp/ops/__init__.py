@@ -1,6 +1,7 @@
 """Plain-JAX building blocks that know no model: the jaxpr interpreter behind
-layer names, backward-rule rewrites (deconvnet and guided ReLUs) and a max-pool
-whose derivative follows its argmax switches."""
+layer names, backward-rule rewrites (deconvnet and guided ReLUs), a max-pool
+whose derivative follows its argmax switches, and convolution kernels laid out
+for XLA:CPU's fast path inside loops."""
 
 from interp.ops.backward_rules import (
     RewrittenFn,
@@ -9,6 +10,7 @@ from interp.ops.backward_rules import (
     relu_equations,
     with_relu_backward,
 )
+from interp.ops.conv_layout import with_canonical_conv_kernels
 from interp.ops.maxpool import max_pool
 
 __all__ = [
@@ -17,5 +19,6 @@ __all__ = [
     "guided_relu",
     "max_pool",
     "relu_equations",
+    "with_canonical_conv_kernels",
     "with_relu_backward",
 ]

@@ -46,6 +46,7 @@ def interpret(
     args: Sequence[Any],
     select: Selector,
     rule: Rule,
+    strict: bool = True,
 ) -> list[Any]:
     """Evaluates `closed` on `args`, running `rule` in place of selected equations.
 
@@ -54,18 +55,22 @@ def interpret(
       args: its flat inputs (arrays or tracers of any JAX transformation).
       select: picks the equations to replace.
       rule: `rule(eqn, invals) -> outvals` (a list, one per `eqn.outvars`).
+      strict: whether a selected equation inside control flow or a
+        custom-derivative function is an error (False: it runs unreplaced,
+        for rewrites that change speed, not values).
 
     Returns:
       The flat outputs.
 
     Raises:
-      NotImplementedError: a selected equation sits inside control flow or a
-        custom-derivative function, where replacing it would be unsound.
+      NotImplementedError: `strict` and a selected equation sits inside
+        control flow or a custom-derivative function, where replacing it
+        would be unsound.
     """
-    return _eval(closed.jaxpr, closed.consts, args, select, rule)
+    return _eval(closed.jaxpr, closed.consts, args, select, rule, strict)
 
 
-def _eval(jaxpr, consts, args, select, rule):
+def _eval(jaxpr, consts, args, select, rule, strict=True):
     env = {}
 
     def read(var):
@@ -79,8 +84,8 @@ def _eval(jaxpr, consts, args, select, rule):
         invals = [read(v) for v in eqn.invars]
         if select(eqn):
             outvals = rule(eqn, invals)
-        elif _holds_selected(eqn, select):
-            outvals = _eval_inline(eqn, invals, select, rule)
+        elif _holds_selected(eqn, select) and (strict or eqn.primitive.name in INLINABLE):
+            outvals = _eval_inline(eqn, invals, select, rule, strict)
         else:
             with eqn.ctx.manager:
                 outvals = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
@@ -96,7 +101,7 @@ def _holds_selected(eqn, select) -> bool:
     return any(contains(sub, select) for sub in jcore.jaxprs_in_params(eqn.params))
 
 
-def _eval_inline(eqn, invals, select, rule):
+def _eval_inline(eqn, invals, select, rule, strict):
     name = eqn.primitive.name
     if name not in INLINABLE:
         raise NotImplementedError(
@@ -106,5 +111,5 @@ def _eval_inline(eqn, invals, select, rule):
         )
     body = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
     if isinstance(body, jcore.ClosedJaxpr):
-        return _eval(body.jaxpr, body.consts, invals, select, rule)
-    return _eval(body, (), invals, select, rule)
+        return _eval(body.jaxpr, body.consts, invals, select, rule, strict)
+    return _eval(body, (), invals, select, rule, strict)
