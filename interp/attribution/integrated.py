@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from interp._checks import check_positive_int
-from interp.attribution._chunks import weighted_sum
+from interp.attribution._chunks import fold, repeat_per_example, unfold, weighted_sum
 from interp.attribution._core import (
     ScoreFn,
     Target,
@@ -54,7 +54,7 @@ def integrated_gradients(
       method: quadrature rule, one of `IG_METHODS`. Gauss-Legendre is exact
         for polynomial paths of degree < 2 * steps and usually needs far fewer
         steps than the Riemann rules for the same completeness gap.
-      chunk_size: path points evaluated per vmapped call; the chunks run in a
+      chunk_size: path points per call (folded into the batch); the chunks run in a
         scan, so peak memory is that of `chunk_size` points, not `steps`.
         None evaluates all points at once.
 
@@ -77,9 +77,12 @@ def integrated_gradients(
 
     def one_baseline(x, baseline, target, return_gap):
         diff = x - baseline
+        batch = x.shape[0]
 
-        def grads_at(alpha):
-            return input_gradients(fn, baseline + alpha * diff, target)[1]
+        def grads_at(alphas):  # [c] -> [b, c, ...] (or [b, c, k, ...])
+            points = baseline[:, None] + alphas.reshape(1, -1, *(1,) * (x.ndim - 1)) * diff[:, None]
+            per_point = repeat_per_example(target, len(alphas), batch)
+            return unfold(input_gradients(fn, fold(points), per_point)[1], len(alphas))
 
         mean_grads = weighted_sum(grads_at, jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype), chunk_size)
         attr = mean_grads * (diff if mean_grads.ndim == x.ndim else diff[:, None])

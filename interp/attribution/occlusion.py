@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from interp._checks import check_positive_int
+from interp.attribution._chunks import fold, repeat_per_example, unfold
 from interp.attribution._core import (
     ScoreFn,
     Target,
@@ -42,8 +43,9 @@ def occlusion(
       stride: (vertical, horizontal) step between window positions.
       baseline: fill value: a float (default 0.5, mid-grey 128/255 for
         images in [0, 1]) or an array broadcastable to `x` (e.g. [h, w, c]).
-      chunk_size: window positions evaluated per vmapped call (chunks run in
-        a scan); None evaluates all positions at once.
+      chunk_size: window positions per call of `fn` (folded into its batch,
+        example-major; chunks run in a scan); None evaluates all positions at
+        once.
       output: "score" (drop of the raw score/logit) or "probability" (drop of
         the target's softmax probability; `fn` must return logits and a
         target is required).
@@ -67,11 +69,11 @@ def occlusion(
         fill = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
         target = normalize_target(target, x.shape[0])
 
-        def scores(images):
+        def scores(images, per_image_target):
             outputs = fn(images)
             if output == "probability":
                 outputs = jax.nn.softmax(outputs, axis=-1)
-            return select_scores(outputs, target)
+            return select_scores(outputs, per_image_target)
 
         rows = jnp.arange(h)[:, None]
         cols = jnp.arange(w)[None, :]
@@ -81,13 +83,15 @@ def occlusion(
 
         def chunk_total(chunk):  # chunk: window corners [n, 2]
             masks = jax.vmap(masks_of)(chunk)  # [n, h, w]
-            occluded = jnp.where(masks[:, None, :, :, None], fill[None], x[None])
-            # The clean image rides in the same vmapped call as the occluded
-            # ones: identical kernels, so a window that changes nothing drops
+            occluded = jnp.where(masks[None, :, :, :, None], fill[:, None], x[:, None])  # [b, n, h, w, c]
+            # The clean image rides in the same call as the occluded ones:
+            # identical kernels, so a window that changes nothing drops
             # exactly 0 (separate calls may round differently).
-            out = jax.vmap(scores)(jnp.concatenate([x[None], occluded]))
-            drops = out[:1] - out[1:]  # [n, b] or [n, b, k]
-            return jnp.einsum("n...,nhw->...hw", drops, masks.astype(x.dtype))
+            variants = jnp.concatenate([x[:, None], occluded], axis=1)
+            per_image = repeat_per_example(target, variants.shape[1], x.shape[0])
+            out = unfold(scores(fold(variants), per_image), variants.shape[1])  # [b, 1 + n] or [b, 1 + n, k]
+            drops = out[:, :1] - out[:, 1:]
+            return jnp.einsum("bn...,nhw->b...hw", drops, masks.astype(x.dtype))
 
         total = _scan_chunks(chunk_total, starts, chunk_size, pad=(h, w))
         counts = jnp.broadcast_to(jnp.asarray(counts, x.dtype), total.shape)

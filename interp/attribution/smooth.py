@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from interp._checks import check_positive_int
-from interp.attribution._chunks import weighted_sum
+from interp.attribution._chunks import fold, repeat_per_example, unfold, weighted_sum
 from interp.attribution._core import check_batch, check_choice
 
 SMOOTH_KINDS = ("mean", "square", "var")
@@ -35,13 +35,17 @@ def smooth_grad(
       kind: "mean" (SmoothGrad: E[attr]), "square" (SmoothGrad^2: E[attr^2])
         or "var" (VarGrad: Var[attr] = E[attr^2] - E[attr]^2, clamped at 0
         against rounding).
-      chunk_size: noisy copies per vmapped call; chunks run in a scan so peak
-        memory does not grow with `samples`. None evaluates all at once.
+      chunk_size: noisy copies per call of `method` (folded into its batch,
+        example-major); chunks run in a scan so peak memory does not grow with
+        `samples`. None evaluates all at once.
 
     Returns:
       `attribute(x, key, *args, **kwargs)`: `x` [b, ...], a PRNG key; the other
-      arguments (e.g. `target=`) go to `method` unchanged. Same shape as
-      `method`'s output.
+      arguments (e.g. `target=`) go to `method`. `method` sees the noisy
+      copies as one batch [b * c, ...], so an array argument whose leading
+      axis is the batch (a [b] or [b, k] target, an IG baseline [b, ...]) is
+      per-example and repeated for the copies; others pass unchanged. Same
+      shape as `method`'s output.
     """
     check_choice("kind", kind, SMOOTH_KINDS)
     check_positive_int("samples", samples)
@@ -55,8 +59,11 @@ def smooth_grad(
         span = x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True)  # [b, 1, ...]
         sigma = noise_std * span
 
-        def noisy(k):
-            attr = method(x + sigma * jax.random.normal(k, x.shape, x.dtype), *args, **kwargs)
+        def noisy(keys):  # [c] -> [b, c, ...]
+            noise = jax.vmap(lambda k: jax.random.normal(k, x.shape, x.dtype))(keys)  # [c, b, ...]
+            copies = x[:, None] + sigma[:, None] * jnp.moveaxis(noise, 0, 1)
+            per_copy = repeat_per_example((args, kwargs), len(keys), x.shape[0])
+            attr = unfold(method(fold(copies), *per_copy[0], **per_copy[1]), len(keys))
             return attr if kind == "mean" else (attr, attr * attr)
 
         keys = jax.random.split(key, samples)

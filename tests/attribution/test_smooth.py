@@ -69,3 +69,16 @@ def test_bad_options_raise_named_errors():
         smooth_grad(saliency(logits), samples=0)
     with pytest.raises(ValueError, match="NaN"):
         smooth_grad(saliency(logits))(X.at[0, 0].set(jnp.inf), KEY, 0)
+
+
+def test_per_example_arguments_follow_their_copies():
+    # The copies are one batch for the wrapped method, so a [b] target and a
+    # [b, ...] baseline must be repeated with them; a hand loop over the same
+    # noise (one key per copy, as smooth_grad splits it) is the reference.
+    method = integrated_gradients(logits, 8)
+    target, baseline = jnp.array([0, 3, 1]), 0.5 * X[::-1]
+    smoothed = smooth_grad(method, noise_std=0.2, samples=5, chunk_size=2)(X, KEY, target, baseline=baseline)
+    sigma = 0.2 * (X.max(axis=1, keepdims=True) - X.min(axis=1, keepdims=True))
+    copies = [X + sigma * jax.random.normal(k, X.shape) for k in jax.random.split(KEY, 5)]
+    expected = sum(method(c, target, baseline=baseline) for c in copies) / 5
+    np.testing.assert_allclose(smoothed, expected, rtol=1e-5, atol=1e-6)
