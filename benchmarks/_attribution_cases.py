@@ -28,8 +28,8 @@ Conventions matched (see the notes printed under the table):
     per example; Captum takes one `stdevs` for the batch. For equality,
     interp's noisy inputs (same key, same split) are fed to Captum's
     saliency and averaged; for timing, Captum's `NoiseTunnel` draws its own
-    noise with the same number of samples, all in one batch
-    (`nt_samples_batch_size=None`, as interp's `chunk_size=None`).
+    noise with the same number of samples, as many per call
+    (`nt_samples_batch_size`, as interp's `chunk_size`).
 """
 
 import dataclasses
@@ -43,11 +43,7 @@ from captum import attr as captum_attr
 
 from benchmarks import _torch_reference as tref
 from interp import attribution as A
-
-try:  # exported from interp.attribution once the module is wired in
-    from interp.attribution import deconvnet, guided_backprop, guided_grad_cam
-except ImportError:
-    from interp.attribution.guided import deconvnet, guided_backprop, guided_grad_cam
+from interp.attribution import deconvnet, guided_backprop, guided_grad_cam
 
 
 @dataclasses.dataclass
@@ -76,15 +72,22 @@ def build(
     target: jax.Array,
     *,
     ig_steps: int = 64,
+    ig_chunk: int | None = 4,
     sg_samples: int = 32,
+    sg_chunk: int | None = 4,
     sg_noise: float = 0.15,
     window: int = 8,
     stride: int = 4,
     occlusion_chunk: int = 64,
     cam_layer: str = "relu4",
 ) -> list[Case]:
-    """Every case on `model` (an interp `Model`) and `net` (the same weights in torch)."""
+    """Every case on `model` (an interp `Model`) and `net` (the same weights in torch).
+
+    `ig_chunk` path points and `sg_chunk` noisy copies per network call, on
+    both sides (Captum's `internal_batch_size` counts rows: chunk x batch).
+    """
     layer = getattr(net, cam_layer)
+    ig_rows = None if ig_chunk is None else ig_chunk * len(x)
     cases = [
         Case(
             "saliency",
@@ -100,22 +103,22 @@ def build(
         ),
         Case(
             f"integrated_gradients (gauss_legendre, {ig_steps} steps)",
-            jax.jit(lambda m, x, t: A.integrated_gradients(m, ig_steps, method="gauss_legendre")(x, t)),
+            jax.jit(lambda m, x, t: A.integrated_gradients(m, ig_steps, "gauss_legendre", ig_chunk)(x, t)),
             lambda xt, tt: captum_attr.IntegratedGradients(net).attribute(
-                xt, target=tt, n_steps=ig_steps, method="gausslegendre"
+                xt, target=tt, n_steps=ig_steps, method="gausslegendre", internal_batch_size=ig_rows
             ),
             _nhwc,
         ),
         Case(
             f"integrated_gradients (riemann_trapezoid, {ig_steps} steps)",
-            jax.jit(lambda m, x, t: A.integrated_gradients(m, ig_steps, method="riemann_trapezoid")(x, t)),
+            jax.jit(lambda m, x, t: A.integrated_gradients(m, ig_steps, "riemann_trapezoid", ig_chunk)(x, t)),
             lambda xt, tt: captum_attr.IntegratedGradients(net).attribute(
-                xt, target=tt, n_steps=ig_steps, method="riemann_trapezoid"
+                xt, target=tt, n_steps=ig_steps, method="riemann_trapezoid", internal_batch_size=ig_rows
             ),
             lambda a, c: (np.asarray(a), tref.to_nhwc(c) * ig_steps / (ig_steps - 1)),
             note="Captum's trapezoid weights sum to (n-1)/n; its result is scaled by n/(n-1)",
         ),
-        _smooth_grad_case(net, x, target, sg_samples, sg_noise),
+        _smooth_grad_case(net, x, target, sg_samples, sg_noise, sg_chunk),
         Case(
             f"occlusion ({window}x{window}, stride {stride})",
             _jit(lambda m: A.occlusion(m, (window, window), (stride, stride), 0.5, chunk_size=occlusion_chunk)),
@@ -159,11 +162,11 @@ def build(
     return cases
 
 
-def _smooth_grad_case(net, x, target, samples: int, noise: float) -> Case:
+def _smooth_grad_case(net, x, target, samples: int, noise: float, chunk: int | None) -> Case:
     key = jax.random.key(0)
 
     def make(m):
-        return A.smooth_grad(A.saliency(m, mode="absolute"), noise_std=noise, samples=samples)
+        return A.smooth_grad(A.saliency(m, mode="absolute"), noise_std=noise, samples=samples, chunk_size=chunk)
 
     def reference(x):
         # interp's noise, drawn as smooth_grad draws it, through Captum's saliency.
@@ -181,7 +184,7 @@ def _smooth_grad_case(net, x, target, samples: int, noise: float) -> Case:
         f"smooth_grad (saliency, {samples} samples)",
         jax.jit(lambda m, x, t: make(m)(x, key, t)),
         lambda xt, tt: captum_attr.NoiseTunnel(captum_attr.Saliency(net)).attribute(
-            xt, nt_type="smoothgrad", nt_samples=samples, stdevs=noise, target=tt, abs=True
+            xt, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=chunk, stdevs=noise, target=tt, abs=True
         ),
         lambda a, c: (np.asarray(a), c),
         reference=reference,

@@ -15,8 +15,11 @@ a markdown table of medians, the speed-up (Captum ms / interp ms), the
 fastest run of each (a check on a busy machine) and the
 largest absolute and relative (to the largest |reference|) difference, on the
 batch and on the batch plus N(0, 1e-3) noise (no max-pool ties).
-Both frameworks use the same number of CPU threads (`--threads`, default: all
-cores, which is what XLA:CPU uses).
+Both frameworks use the same cores (`--threads`, default: all). XLA:CPU runs
+each convolution on one thread, so interp splits the machine into `--devices`
+host devices (default: one per thread) and shards the batch over them, as it
+would over GPUs; torch runs `--threads` intra-op threads. `--devices 1` gives
+the unsharded program.
 
 `--memory` adds the peak memory of integrated gradients with many steps
 (`--memory-steps 1024`), with and without chunking, each in a fresh
@@ -26,6 +29,7 @@ subprocess that imports only one framework.
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -74,7 +78,31 @@ def _case_differences(case, model, x, xt, target, tt) -> tuple[float, float]:
     return _differences(a, case.reference(x) if case.reference is not None else c)
 
 
+def _force_host_devices(count: int) -> None:
+    """Splits XLA:CPU into `count` devices; must run before jax initializes its backend."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", flags)
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def _shard(model, x, target):
+    """The batch split over every device, the model replicated (as `interp.train` shards)."""
+    import jax
+
+    from interp.train import batch_sharding, data_mesh, replicated
+
+    mesh = data_mesh()
+    if len(x) % mesh.devices.size:
+        raise SystemExit(f"--batch-size {len(x)}: expected a multiple of --devices {mesh.devices.size}")
+    return (
+        jax.device_put(model, replicated(mesh)),
+        jax.device_put(x, batch_sharding(mesh)),
+        jax.device_put(target, batch_sharding(mesh)),
+    )
+
+
 def compare(args) -> None:
+    _force_host_devices(args.devices)
     _setup_threads(args.threads)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
     import jax
@@ -87,17 +115,22 @@ def compare(args) -> None:
     model = nets.from_linen(module, variables)
     net = _torch_reference.from_flax(variables, num_classes=6)
     xt, tt = _torch_reference.to_nchw(x), torch.from_numpy(np.asarray(target, np.int64))
+    model, x, target = _shard(model, x, target)
     logits_diff = np.abs(np.asarray(model(x)) - net(xt).detach().numpy()).max()
     print(
         f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), captum {_captum_version()}; "
+        f"interp on {jax.device_count()} {jax.devices()[0].platform} devices (batch sharded over them); "
         f"batch {args.batch_size}x64x64x3, {args.repeats} timed runs each; "
         f"max |logits diff| {logits_diff:.2e}\n"
     )
     # The same images plus N(0, 1e-3) noise: no two pixels are equal, so no
     # max-pool window has a tie (see the notes on ties in RESULTS.md).
     x_jitter = x + 1e-3 * jax.random.normal(jax.random.key(1), x.shape, x.dtype)
-    cases = _attribution_cases.build(model, net, x, target, ig_steps=args.ig_steps, sg_samples=args.sg_samples)
+    cases = _attribution_cases.build(
+        model, net, x, target, ig_steps=args.ig_steps, ig_chunk=args.ig_chunk, sg_samples=args.sg_samples,
+        sg_chunk=args.sg_chunk, occlusion_chunk=args.occlusion_chunk,
+    )  # fmt: skip
     if args.methods:
         cases = [c for c in cases if any(c.name.startswith(m) for m in args.methods)]
     print(
@@ -224,13 +257,23 @@ def memory_table(args) -> None:
     )
 
 
+def _int_or_none(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument(
+        "--devices", type=int, default=None, help="XLA:CPU host devices to shard the batch over (default: --threads)"
+    )
     parser.add_argument("--ig-steps", type=int, default=64)
+    parser.add_argument("--ig-chunk", type=_int_or_none, default=4, help="IG steps per network call ('none': all)")
     parser.add_argument("--sg-samples", type=int, default=32)
+    parser.add_argument("--sg-chunk", type=_int_or_none, default=4, help="SmoothGrad samples per call ('none': all)")
+    parser.add_argument("--occlusion-chunk", type=int, default=16, help="occlusion windows per network call")
     parser.add_argument("--methods", nargs="*", help="only the methods whose names start with these")
     parser.add_argument("--memory", action="store_true", help="also measure peak memory of IG")
     parser.add_argument("--memory-steps", type=int, default=1024)
@@ -239,6 +282,7 @@ def main() -> None:
     parser.add_argument("--memory-child", choices=("interp", "captum"), help=argparse.SUPPRESS)
     parser.add_argument("--chunk", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.devices = args.devices or args.threads
     if args.memory_child:
         memory_child(args)
     else:
