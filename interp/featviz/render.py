@@ -22,6 +22,7 @@ from interp import nets
 from interp.featviz import param as param_lib
 from interp.featviz import transforms as transforms_lib
 from interp.featviz.objectives import INPUT, Objective, as_objective
+from interp.ops import with_canonical_conv_kernels
 
 
 @jax.tree_util.register_dataclass
@@ -92,9 +93,13 @@ def make_render(
         scores = scores_of(model, params, key)
         return -scores.sum(), scores
 
+    # The step runs inside `lax.scan`, where XLA:CPU takes a slow path for
+    # backward convolutions unless their kernels are transposed first.
+    loss_grad = with_canonical_conv_kernels(jax.grad(loss, has_aux=True))
+
     def step(model, carry, key):
         params, opt_state = carry
-        grads, scores = jax.grad(loss, has_aux=True)(params, model, key)
+        grads, scores = loss_grad(params, model, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), scores
 
