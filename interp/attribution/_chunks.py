@@ -31,7 +31,14 @@ def unfold(folded: jax.Array, per_example: int) -> jax.Array:
 
 
 def repeat_per_example(value: Any, per_example: int, batch: int) -> Any:
-    """Arrays whose leading axis is the batch, repeated to match `fold`; anything else unchanged."""
+    """Arrays whose leading axis is the batch, repeated to match `fold`; anything else unchanged.
+
+    A list of numbers (e.g. a target given as `[3, 0, 1]`) counts as an array.
+    """
+    if isinstance(value, list | tuple) and value:
+        numbers = np.asarray(value)
+        if numbers.dtype.kind in "iuf":
+            value = numbers
 
     def repeat(leaf):
         if isinstance(leaf, jax.Array | np.ndarray) and leaf.ndim and leaf.shape[0] == batch:

@@ -62,8 +62,9 @@ def smooth_grad(
         def noisy(keys):  # [c] -> [b, c, ...]
             noise = jax.vmap(lambda k: jax.random.normal(k, x.shape, x.dtype))(keys)  # [c, b, ...]
             copies = x[:, None] + sigma[:, None] * jnp.moveaxis(noise, 0, 1)
-            per_copy = repeat_per_example((args, kwargs), len(keys), x.shape[0])
-            attr = unfold(method(fold(copies), *per_copy[0], **per_copy[1]), len(keys))
+            per_copy = [repeat_per_example(a, len(keys), x.shape[0]) for a in args]
+            per_copy_kw = {k: repeat_per_example(v, len(keys), x.shape[0]) for k, v in kwargs.items()}
+            attr = unfold(method(fold(copies), *per_copy, **per_copy_kw), len(keys))
             return attr if kind == "mean" else (attr, attr * attr)
 
         keys = jax.random.split(key, samples)

@@ -82,3 +82,5 @@ def test_per_example_arguments_follow_their_copies():
     copies = [X + sigma * jax.random.normal(k, X.shape) for k in jax.random.split(KEY, 5)]
     expected = sum(method(c, target, baseline=baseline) for c in copies) / 5
     np.testing.assert_allclose(smoothed, expected, rtol=1e-5, atol=1e-6)
+    as_list = smooth_grad(method, noise_std=0.2, samples=5, chunk_size=2)(X, KEY, [0, 3, 1], baseline=baseline)
+    np.testing.assert_array_equal(as_list, smoothed)
