@@ -4,9 +4,9 @@ JAX differentiates a convolution into another convolution whose kernel
 dimension numbers swap input and output features (kernel read as `HWOI`).
 At the top level of a program XLA:CPU copies such a kernel into `HWIO` and
 runs its fast (library) convolution; inside a `while` loop (`lax.scan`) it
-does not, and falls back to a naive loop nest: a scan over chunks of
+does not, and runs a generic convolution instead: a scan over chunks of
 input-gradients of a small CNN ran 3x slower than the same chunks unrolled,
-and the input gradient of two 3x3 convs 14x slower (`python -m
+and the input gradient of two 3x3 convs 13x slower (`python -m
 benchmarks.xla_cpu_threads`). `with_canonical_conv_kernels(f)` transposes every such
 kernel explicitly, in `f`'s own jaxpr, so the loop body holds only `HWIO`
 convolutions. Values are exactly those of `f`: permuting a kernel and its
