@@ -113,7 +113,7 @@ def dissect(
     device_thresholds = {layer: jnp.asarray(thresholds[layer], jnp.float32) for layer in layers}
     for batch, _, valid in _batches(data, batch_size, mesh):
         counts = _tally_step(model, device_thresholds, matrices, batch, valid, category_of, tuple(layers),
-                             len(concepts), len(concepts.categories))
+                             len(concepts), len(concepts.categories), 1 if mesh is None else mesh.devices.size)
         for layer in layers:
             accumulators[layer].add(counts[layer])
 
@@ -148,11 +148,12 @@ def _threshold_step(model, top, best, images, indices, valid, layers):
             {layer: top_k_update(best[layer], acts[layer], indices) for layer in layers})
 
 
-@functools.partial(jax.jit, static_argnames=("layers", "num_concepts", "num_categories"))
-def _tally_step(model, thresholds, matrices, batch, valid, category_of, layers, num_concepts, num_categories):
+@functools.partial(jax.jit, static_argnames=("layers", "num_concepts", "num_categories", "groups"))
+def _tally_step(model, thresholds, matrices, batch, valid, category_of, layers, num_concepts, num_categories,
+                groups):
     acts = model.activations(batch.images, layers)
     return {layer: tally_batch(acts[layer], thresholds[layer], *matrices[layer], batch.ids, batch.masks, valid,
-                               category_of, num_concepts=num_concepts, num_categories=num_categories)
+                               category_of, num_concepts=num_concepts, num_categories=num_categories, groups=groups)
             for layer in layers}
 
 

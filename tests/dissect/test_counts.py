@@ -11,6 +11,7 @@ from PIL import Image
 from interp import dissect
 from interp.dissect.tally import Accumulator, zero_counts
 from interp.featviz.receptive_field import ReceptiveField
+from interp.train import batch_sharding, data_mesh
 from tests.dissect.reference import brute_force_counts
 
 
@@ -80,13 +81,13 @@ def _random_problem(rng, num_categories=3, num_concepts=9):
     return acts, thresholds, seg, ids, masks, valid, category_of
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_counts_and_iou_equal_brute_force_for_both_conventions(seed):
+@pytest.mark.parametrize("seed, groups", [(0, 1), (1, 1), (2, 5)])
+def test_counts_and_iou_equal_brute_force_for_both_conventions(seed, groups):
     rng = np.random.default_rng(seed)
     acts, thresholds, seg, ids, masks, valid, category_of = _random_problem(rng)
     rows, cols = dissect.upsampling_matrices(acts.shape[1:3], seg, (12, 16), "resize")
     counts = dissect.tally_batch(acts, thresholds, rows, cols, ids, masks, valid, category_of,
-                                 num_concepts=9, num_categories=3)
+                                 num_concepts=9, num_categories=3, groups=groups)
     up = np.einsum("yi,bijk,xj->byxk", rows, acts, cols)
     expected = brute_force_counts(up > thresholds, ids, masks, valid, category_of, 9, 3)
     for name, value in expected._asdict().items():
@@ -104,6 +105,30 @@ def test_counts_and_iou_equal_brute_force_for_both_conventions(seed):
                 assert got[k, c] == pytest.approx(want), (convention, k, c)
         assert not got[:, 0].any()  # index 0 is no concept
     assert concepts.label(0) == "a" and concepts.label(1) == f"{'xyz'[category_of[1]]}/b"
+
+
+@pytest.mark.skipif(jax.device_count() < 2, reason="needs several devices (the suite forces 8 CPU devices)")
+def test_a_sharded_batch_is_tallied_where_it_lies():
+    # One group per device keeps each device on its own images: the compiled
+    # tally sums counts across devices (all-reduce) but gathers no images.
+    rng = np.random.default_rng(3)
+    acts, thresholds, seg, ids, masks, valid, category_of = _random_problem(rng)
+    devices = jax.device_count()
+    acts, ids, masks, valid = (np.concatenate([a] * devices) for a in (acts, ids, masks, valid))
+    rows, cols = dissect.upsampling_matrices(acts.shape[1:3], seg, (12, 16), "resize")
+    sharding = batch_sharding(data_mesh())
+    sharded = [jax.device_put(a, sharding) for a in (acts, ids, masks, valid)]
+    args = (sharded[0], thresholds, rows, cols, *sharded[1:], category_of)
+    options = dict(num_concepts=9, num_categories=3, groups=devices)
+    assert "all-gather" not in dissect.tally_batch.lower(*args, **options).compile().as_text()
+    counts = dissect.tally_batch(*args, **options)
+    single = dissect.tally_batch(acts, thresholds, rows, cols, ids, masks, valid, category_of,
+                                 num_concepts=9, num_categories=3)
+    for name in counts._fields:
+        np.testing.assert_array_equal(getattr(counts, name), getattr(single, name), err_msg=name)
+    with pytest.raises(ValueError, match="groups: expected a divisor of the batch size"):
+        dissect.tally_batch(acts[:5], thresholds, rows, cols, ids[:5], masks[:5], valid[:5], category_of,
+                            num_concepts=9, num_categories=3, groups=2)
 
 
 def test_accumulator_moves_counts_to_int64_before_int32_overflows():
