@@ -23,9 +23,7 @@ def iou(counts: Counts, concepts: ConceptSet, convention: str = "category") -> n
     `A` is the unit's activation count under `convention` for the concept's
     category (see `interp.dissect.tally`).
     """
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
-    activation = counts.activation_category if convention == "category" else counts.activation_lite
+    activation = activation_counts(counts, convention)
     category_of = np.asarray(concepts.category_of)
     scored = category_of >= 0
     activation = activation[:, np.where(scored, category_of, 0)]  # [K, C]
@@ -33,6 +31,13 @@ def iou(counts: Counts, concepts: ConceptSet, convention: str = "category") -> n
     with np.errstate(divide="ignore", invalid="ignore"):
         result = np.where(union > 0, counts.intersection / union, 0.0)
     return np.where(scored[None, :], result, 0.0)
+
+
+def activation_counts(counts: Counts, convention: str) -> np.ndarray:
+    """[K, Cat]: each unit's activation count per category under `convention`."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
+    return counts.activation_category if convention == "category" else counts.activation_lite
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -138,8 +143,7 @@ class LayerDissection:
         then per category its best label's label/truth/activation/intersect/iou."""
         labels, scores = self.best_per_category
         best_category, best_label, best_score = self.best
-        activation = (self.counts.activation_category if self.convention == "category"
-                      else self.counts.activation_lite)
+        activation = activation_counts(self.counts, self.convention)
         names, categories = self.concepts.names, self.concepts.categories
         rows = []
         for unit in self.order:
