@@ -87,18 +87,13 @@ def _force_host_devices(count: int) -> None:
 
 def _shard(model, x, target):
     """The batch split over every device, the model replicated (as `interp.train` shards)."""
-    import jax
-
-    from interp.train import batch_sharding, data_mesh, replicated
+    from interp.train import data_mesh, replicate, shard_batch
 
     mesh = data_mesh()
     if len(x) % mesh.devices.size:
         raise SystemExit(f"--batch-size {len(x)}: expected a multiple of --devices {mesh.devices.size}")
-    return (
-        jax.device_put(model, replicated(mesh)),
-        jax.device_put(x, batch_sharding(mesh)),
-        jax.device_put(target, batch_sharding(mesh)),
-    )
+    batch = shard_batch({"x": x, "target": target}, mesh)
+    return replicate(model, mesh), batch["x"], batch["target"]
 
 
 def compare(args) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from interp import nets
 from interp.attribution import integrated_gradients, occlusion, saliency, smooth_grad
-from interp.train import batch_sharding, data_mesh, replicated
+from interp.train import data_mesh, replicate, shard_batch
 
 DEVICES = jax.device_count()
 MODULE = nets.create("small_cnn", num_classes=4, channels=(4, 8, 8, 8))
@@ -46,11 +46,8 @@ COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "all-reduce", "
 def test_sharded_batch_gives_the_same_attributions_without_moving_data(name):
     method = jax.jit(METHODS[name])
     mesh = data_mesh()
-    sharded = (
-        jax.device_put(MODEL, replicated(mesh)),
-        jax.device_put(X, batch_sharding(mesh)),
-        jax.device_put(TARGET, batch_sharding(mesh)),
-    )
+    batch = shard_batch({"x": X, "target": TARGET}, mesh)
+    sharded = (replicate(MODEL, mesh), batch["x"], batch["target"])
     compiled = method.lower(*sharded).compile().as_text()
     moved = [c for c in COLLECTIVES if c in compiled]
     assert bool(moved) == (name in RESHARDS), f"{name}: collectives {moved}"
