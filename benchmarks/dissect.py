@@ -208,13 +208,13 @@ def _compact(ids: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return out_ids, out_masks
 
 
-def interp_tally(batches: list[InterpBatch], thresholds: jax.Array, rows: jax.Array, cols: jax.Array,
-                 category_of: jax.Array, num_categories: int) -> dissect.Counts:
+def interp_tally(batches: list[InterpBatch], thresholds: jax.Array, bands: dissect.Bands, category_of: jax.Array,
+                 num_categories: int) -> dissect.Counts:
     """The tally as `dissect` runs it: one `tally_batch` per batch, summed on the device, int64 on the host."""
     seg = batches[0].masks.shape[2:]
     total = Accumulator(len(batches[0].acts) * seg[0] * seg[1])
     for batch in batches:
-        total.add(dissect.tally_batch(batch.acts, thresholds, rows, cols, batch.ids, batch.masks, batch.valid,
+        total.add(dissect.tally_batch(batch.acts, thresholds, bands, batch.ids, batch.masks, batch.valid,
                                       category_of, num_concepts=len(category_of),
                                       num_categories=num_categories))
     return total.result()
@@ -259,7 +259,7 @@ def benchmark_layer(labels: LabelSet, acts: np.ndarray, layer: str, args) -> str
     seg = (size, size)
     thresholds = np.quantile(acts.reshape(-1, acts.shape[-1]), _QUANTILE, axis=0).astype(np.float32)
     features = np.ascontiguousarray(acts.transpose(0, 3, 1, 2))  # Lite's [N, K, h, w]
-    rows, cols = jax.device_put(dissect.upsampling_matrices(acts.shape[1:3], seg, seg, "resize"))
+    bands = jax.device_put(dissect.bands(*dissect.upsampling_matrices(acts.shape[1:3], seg, seg, "resize")))
     category_of, device_thresholds = jax.device_put((labels.category_of, thresholds))
     batches = {compact: interp_batches(acts, labels.ids, labels.masks, args.batch_size, compact)
                for compact in (False, True)}
@@ -268,7 +268,7 @@ def benchmark_layer(labels: LabelSet, acts: np.ndarray, layer: str, args) -> str
         return lite_tally(features, labels.lite, thresholds, labels.labelcat, seg)
 
     def ours(compact):
-        return interp_tally(batches[compact], device_thresholds, rows, cols, category_of, len(CONCEPT_CATEGORIES))
+        return interp_tally(batches[compact], device_thresholds, bands, category_of, len(CONCEPT_CATEGORIES))
 
     reference = lite()
     name = f"{size}px {layer}"

@@ -14,7 +14,15 @@ from interp.dissect.quantile import thresholds_from_top, top_values_init, top_va
 from interp.dissect.report import write_report
 from interp.dissect.result import DETECTOR_IOU, LayerDissection, csv_columns, iou, summary, write_csv
 from interp.dissect.tally import CONVENTIONS, Counts, tally_batch
-from interp.dissect.upsample import UPSAMPLING, interpolation_matrix, unit_positions, upsample, upsampling_matrices
+from interp.dissect.upsample import (
+    UPSAMPLING,
+    Bands,
+    bands,
+    interpolation_matrix,
+    unit_positions,
+    upsample,
+    upsampling_matrices,
+)
 
 __all__ = [
     "BrodenConcepts",
@@ -39,6 +47,8 @@ __all__ = [
     "Counts",
     "tally_batch",
     "UPSAMPLING",
+    "Bands",
+    "bands",
     "interpolation_matrix",
     "unit_positions",
     "upsample",

@@ -6,7 +6,7 @@ Two passes over the data, each one jitted step per batch for all layers:
      `quantile` (`interp.dissect.quantile`); a running top-n of each image's
      maximum gives every unit's top images for the report;
   2. tally: activations upsampled, binarized at `T_k` and counted against
-     every concept mask (`interp.dissect.tally`).
+     every concept mask, where a unit can be on (`interp.dissect.tally`).
 
 The model runs twice rather than keeping activations, which for a real layer
 over Broden would not fit in memory. With `mesh=`, batches are sharded over
@@ -30,7 +30,7 @@ from interp.dissect.concepts import ConceptBatch
 from interp.dissect.quantile import thresholds_from_top, top_values_init, top_values_update, values_needed
 from interp.dissect.result import DETECTOR_IOU, LayerDissection
 from interp.dissect.tally import CONVENTIONS, Accumulator, tally_batch
-from interp.dissect.upsample import UPSAMPLING, upsample, upsampling_matrices
+from interp.dissect.upsample import UPSAMPLING, bands, upsample, upsampling_matrices
 from interp.featviz.examples import top_k_init, top_k_update
 from interp.featviz.receptive_field import receptive_fields
 from interp.train.mesh import batch_sharding
@@ -107,12 +107,12 @@ def dissect(
 
     concepts = data.concepts
     category_of = jnp.asarray(np.asarray(concepts.category_of, np.int32))
-    matrices = {layer: upsampling_matrices(shapes[layer][1:3], data.seg_size, data.image_size, upsampling,
-                                           fields.get(layer)) for layer in layers}
+    layer_bands = {layer: bands(*upsampling_matrices(shapes[layer][1:3], data.seg_size, data.image_size, upsampling,
+                                                     fields.get(layer))) for layer in layers}
     accumulators = {layer: Accumulator(batch_size * data.seg_size[0] * data.seg_size[1]) for layer in layers}
     device_thresholds = {layer: jnp.asarray(thresholds[layer], jnp.float32) for layer in layers}
     for batch, _, valid in _batches(data, batch_size, mesh):
-        counts = _tally_step(model, device_thresholds, matrices, batch, valid, category_of, tuple(layers),
+        counts = _tally_step(model, device_thresholds, layer_bands, batch, valid, category_of, tuple(layers),
                              len(concepts), len(concepts.categories), 1 if mesh is None else mesh.devices.size)
         for layer in layers:
             accumulators[layer].add(counts[layer])
@@ -149,10 +149,10 @@ def _threshold_step(model, top, best, images, indices, valid, layers):
 
 
 @functools.partial(jax.jit, static_argnames=("layers", "num_concepts", "num_categories", "groups"))
-def _tally_step(model, thresholds, matrices, batch, valid, category_of, layers, num_concepts, num_categories,
+def _tally_step(model, thresholds, layer_bands, batch, valid, category_of, layers, num_concepts, num_categories,
                 groups):
     acts = model.activations(batch.images, layers)
-    return {layer: tally_batch(acts[layer], thresholds[layer], *matrices[layer], batch.ids, batch.masks, valid,
+    return {layer: tally_batch(acts[layer], thresholds[layer], layer_bands[layer], batch.ids, batch.masks, valid,
                                category_of, num_concepts=num_concepts, num_categories=num_categories, groups=groups)
             for layer in layers}
 

@@ -16,9 +16,15 @@ Pixel (r, c) of every grid has its centre at (r, c), so an input-pixel
 position p lies at `(p + 0.5) * seg / image - 0.5` on the segmentation grid.
 The upsampled map of one channel is then `rows @ a @ cols.T`, batched over
 images and channels as one einsum.
+
+The tally upsamples only where a unit can be on, so it takes the matrices cut
+into `Bands` of pixel rows: each band reads a few activation rows, whose
+maxima bound every pixel of the band.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,3 +88,54 @@ def upsampling_matrices(activation_hw: tuple[int, int], seg_hw: tuple[int, int],
 def upsample(acts: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
     """float32 [B, sh, sw, K]: maps [B, h, w, K] upsampled by `upsampling_matrices`' (rows, cols)."""
     return jnp.einsum("yi,bijk,xj->byxk", rows, acts.astype(jnp.float32), cols)
+
+
+class Bands(NamedTuple):
+    """The upsampling matrices cut into bands of pixel rows: what `tally_batch` takes.
+
+    Band r covers pixel rows `[r * height, (r + 1) * height)` of the
+    segmentation; its row t is `weights[r, t] @ a[units[r]]` in activation
+    rows, then `cols` across. All sizes are in the array shapes, so a band
+    plan can be a traced argument of a jitted function.
+
+    Attributes:
+      units: int32 [R, U] the activation rows band r reads.
+      weights: float32 [R, height, U] their weights in each of its pixel rows
+        (0 for rows past the segmentation).
+      rows_valid: bool [R, height] the band's rows that lie on the segmentation.
+      cols: float32 [sw, w] the column matrix (`upsampling_matrices`' second).
+    """
+
+    units: np.ndarray
+    weights: np.ndarray
+    rows_valid: np.ndarray
+    cols: np.ndarray
+
+
+def bands(rows: np.ndarray, cols: np.ndarray, height: int | None = None) -> Bands:
+    """`Bands` of `height` pixel rows (default: the upsampling factor) from `upsampling_matrices`' (rows, cols).
+
+    Both matrices must interpolate (non-negative weights, each pixel's summing
+    to 1): the tally skips a band when the weighted maxima of its activation
+    rows do not pass a threshold, which bounds the band's pixels only then.
+    """
+    rows, cols = np.asarray(rows, np.float32), np.asarray(cols, np.float32)
+    for name, matrix in (("rows", rows), ("cols", cols)):
+        if matrix.ndim != 2 or (matrix < 0).any() or not np.allclose(matrix.sum(1), 1, atol=1e-5):
+            raise ValueError(f"{name}: expected an interpolation matrix (2-D, non-negative, rows summing to 1), "
+                             f"got shape {matrix.shape}")
+    seg_rows, num_units = rows.shape
+    height = height or max(1, round(seg_rows / num_units))
+    num_bands = -(-seg_rows // height)
+    padded = np.zeros((num_bands * height, num_units), np.float32)
+    padded[:seg_rows] = rows
+    per_band = padded.reshape(num_bands, height, num_units)
+    used = per_band.any(1)  # [R, h]
+    first = used.argmax(1)
+    last = num_units - 1 - used[:, ::-1].argmax(1)
+    width = int((last - first).max()) + 1
+    units = np.minimum(first[:, None] + np.arange(width), num_units - 1)
+    weights = np.take_along_axis(per_band, np.broadcast_to(units[:, None, :], (num_bands, height, width)), axis=2)
+    weights = weights * (first[:, None] + np.arange(width) < num_units)[:, None, :]  # a clamped unit counts once
+    rows_valid = np.arange(num_bands * height).reshape(num_bands, height) < seg_rows
+    return Bands(units.astype(np.int32), weights.astype(np.float32), rows_valid, cols)

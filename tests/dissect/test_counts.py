@@ -86,7 +86,7 @@ def test_counts_and_iou_equal_brute_force_for_both_conventions(seed, groups):
     rng = np.random.default_rng(seed)
     acts, thresholds, seg, ids, masks, valid, category_of = _random_problem(rng)
     rows, cols = dissect.upsampling_matrices(acts.shape[1:3], seg, (12, 16), "resize")
-    counts = dissect.tally_batch(acts, thresholds, rows, cols, ids, masks, valid, category_of,
+    counts = dissect.tally_batch(acts, thresholds, dissect.bands(rows, cols), ids, masks, valid, category_of,
                                  num_concepts=9, num_categories=3, groups=groups)
     up = np.einsum("yi,bijk,xj->byxk", rows, acts, cols)
     expected = brute_force_counts(up > thresholds, ids, masks, valid, category_of, 9, 3)
@@ -107,6 +107,82 @@ def test_counts_and_iou_equal_brute_force_for_both_conventions(seed, groups):
     assert concepts.label(0) == "a" and concepts.label(1) == f"{'xyz'[category_of[1]]}/b"
 
 
+@pytest.mark.parametrize("upsampling, height", [("resize", None), ("resize", 4), ("receptive_field", None)])
+def test_bands_hold_the_upsampling_matrices(upsampling, height):
+    field = ReceptiveField(size=(9, 9), stride=(4, 4), start=(-4, -4))  # centres on pixels 0, 4, 8, ...
+    rows, cols = dissect.upsampling_matrices((6, 7), (37, 45), (24, 28), upsampling, field)
+    bands = dissect.bands(rows, cols, height)
+    num_bands, band_height, _ = bands.weights.shape
+    rebuilt = np.zeros((num_bands * band_height, 6), np.float32)
+    for r in range(num_bands):
+        for u, unit in enumerate(bands.units[r]):
+            rebuilt[r * band_height:(r + 1) * band_height, unit] += bands.weights[r, :, u]
+    np.testing.assert_array_equal(rebuilt[:37], rows)
+    assert not rebuilt[37:].any() and bands.rows_valid.reshape(-1).tolist() == [y < 37 for y in range(len(rebuilt))]
+    np.testing.assert_array_equal(bands.cols, cols)
+    assert bands.units.shape[1] <= 3  # a band reads the few rows it lies between
+    with pytest.raises(ValueError, match="rows: expected an interpolation matrix"):
+        dissect.bands(-rows, cols)
+
+
+def _sparse_problem(rng, upsampling):
+    """Maps whose units are on at a few pixels: thresholds near each unit's maximum, dead units at 0."""
+    batch, h, w, units, seg = 4, 6, 7, 64, (37, 45)
+    acts = rng.normal(size=(batch, h, w, units)).astype(np.float32)
+    acts[..., :16] = np.maximum(acts[..., :16], 0)
+    acts[..., :4] = 0  # dead units: threshold 0, never on
+    thresholds = np.quantile(acts, 0.9, axis=(0, 1, 2)).astype(np.float32)
+    # Just below the maximum: on only where a field centre falls on a pixel.
+    thresholds[40:] = np.nextafter(acts[..., 40:].max((0, 1, 2)), -np.inf)
+    field = ReceptiveField(size=(9, 9), stride=(4, 4), start=(-4, -4))
+    rows, cols = dissect.upsampling_matrices((h, w), seg, (24, 28), upsampling, field)
+    num_concepts = 7
+    ids = np.tile(np.arange(num_concepts, dtype=np.int32), (batch, 1))
+    masks = rng.random((batch, num_concepts, *seg)) < 0.3
+    return acts, thresholds, rows, cols, ids, masks
+
+
+@pytest.mark.parametrize("upsampling", ["resize", "receptive_field"])
+def test_counts_equal_brute_force_where_few_pixels_are_on(upsampling):
+    # Rows and columns that fill neither whole bands nor whole 32-bit words,
+    # negative activations and thresholds, and more maybe-on bands than one
+    # loop step takes.
+    rng = np.random.default_rng(7)
+    acts, thresholds, rows, cols, ids, masks = _sparse_problem(rng, upsampling)
+    valid = np.array([True, True, False, True])
+    category_of = np.array([-1, 0, 0, 1, 1, 2, 2], np.int32)
+    counts = dissect.tally_batch(acts, thresholds, dissect.bands(rows, cols), ids, masks, valid, category_of,
+                                 num_concepts=7, num_categories=3)
+    on = np.einsum("yi,bijk,xj->byxk", rows, acts, cols) > thresholds
+    assert on[..., 40:].any() and not on[..., :4].any()
+    expected = brute_force_counts(on, ids, masks, valid, category_of, 7, 3)
+    for name, value in expected._asdict().items():
+        np.testing.assert_array_equal(np.asarray(getattr(counts, name)), value, err_msg=name)
+    with pytest.raises(ValueError, match="bands: expected bands from 6x7 maps to a 37x45 segmentation"):
+        dissect.tally_batch(acts, thresholds, dissect.bands(rows[:20], cols), ids, masks, valid, category_of,
+                            num_concepts=7, num_categories=3)
+
+
+@pytest.mark.parametrize("size", [1, 31, 32, 1000, 40_000])
+def test_listing_true_entries_equals_numpy(size):
+    from interp.dissect.tally import _list_true, _running_count
+
+    flags = np.random.default_rng(size).random(size) < 0.3
+    np.testing.assert_array_equal(_running_count(jnp.asarray(flags)), np.cumsum(flags))
+    listed, count = _list_true(jnp.asarray(flags), 256)
+    assert int(count) == flags.sum() and len(listed) % 256 == 0
+    np.testing.assert_array_equal(listed[:count], np.flatnonzero(flags))
+
+
+def test_packed_masks_intersect_as_booleans():
+    from interp.dissect.tally import _pack_bits, _popcount
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 3, 96)) < 0.4
+    both = _popcount(_pack_bits(jnp.asarray(a))[:, None, :] & _pack_bits(jnp.asarray(b))[None, :, :]).sum(-1)
+    np.testing.assert_array_equal(both, (a[:, None, :] & b[None, :, :]).sum(-1))
+
+
 @pytest.mark.skipif(jax.device_count() < 2, reason="needs several devices (the suite forces 8 CPU devices)")
 def test_a_sharded_batch_is_tallied_where_it_lies():
     # One group per device keeps each device on its own images: the compiled
@@ -115,19 +191,19 @@ def test_a_sharded_batch_is_tallied_where_it_lies():
     acts, thresholds, seg, ids, masks, valid, category_of = _random_problem(rng)
     devices = jax.device_count()
     acts, ids, masks, valid = (np.concatenate([a] * devices) for a in (acts, ids, masks, valid))
-    rows, cols = dissect.upsampling_matrices(acts.shape[1:3], seg, (12, 16), "resize")
+    bands = dissect.bands(*dissect.upsampling_matrices(acts.shape[1:3], seg, (12, 16), "resize"))
     sharding = batch_sharding(data_mesh())
     sharded = [jax.device_put(a, sharding) for a in (acts, ids, masks, valid)]
-    args = (sharded[0], thresholds, rows, cols, *sharded[1:], category_of)
+    args = (sharded[0], thresholds, bands, *sharded[1:], category_of)
     options = dict(num_concepts=9, num_categories=3, groups=devices)
     assert "all-gather" not in dissect.tally_batch.lower(*args, **options).compile().as_text()
     counts = dissect.tally_batch(*args, **options)
-    single = dissect.tally_batch(acts, thresholds, rows, cols, ids, masks, valid, category_of,
+    single = dissect.tally_batch(acts, thresholds, bands, ids, masks, valid, category_of,
                                  num_concepts=9, num_categories=3)
     for name in counts._fields:
         np.testing.assert_array_equal(getattr(counts, name), getattr(single, name), err_msg=name)
     with pytest.raises(ValueError, match="groups: expected a divisor of the batch size"):
-        dissect.tally_batch(acts[:5], thresholds, rows, cols, ids[:5], masks[:5], valid[:5], category_of,
+        dissect.tally_batch(acts[:5], thresholds, bands, ids[:5], masks[:5], valid[:5], category_of,
                             num_concepts=9, num_categories=3, groups=2)
 
 
