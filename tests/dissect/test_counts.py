@@ -126,12 +126,13 @@ def test_bands_hold_the_upsampling_matrices(upsampling, height):
 
 
 def _sparse_problem(rng, upsampling):
-    """Maps whose units are on at a few pixels: thresholds near each unit's maximum, dead units at 0."""
+    """Maps whose units are on at a few pixels (thresholds near each unit's maximum, dead units at 0) or at most."""
     batch, h, w, units, seg = 4, 6, 7, 64, (37, 45)
     acts = rng.normal(size=(batch, h, w, units)).astype(np.float32)
     acts[..., :16] = np.maximum(acts[..., :16], 0)
     acts[..., :4] = 0  # dead units: threshold 0, never on
     thresholds = np.quantile(acts, 0.9, axis=(0, 1, 2)).astype(np.float32)
+    thresholds[16:24] = np.quantile(acts[..., 16:24], 0.3, axis=(0, 1, 2))  # below zero: on at most pixels
     # Just below the maximum: on only where a field centre falls on a pixel.
     thresholds[40:] = np.nextafter(acts[..., 40:].max((0, 1, 2)), -np.inf)
     field = ReceptiveField(size=(9, 9), stride=(4, 4), start=(-4, -4))
