@@ -1,6 +1,6 @@
 """Network dissection's tally stage: `interp.dissect.tally_batch` against NetDissect-Lite's per-image loop.
 
-Run: `python -m benchmarks.dissect [--images 256] [--repeats 5] [--batch-size 64]` (prints a markdown table).
+Run: `python -m benchmarks.dissect [--images 1024] [--repeats 5] [--batch-size 64]` (prints a markdown table).
 
 The tally is the stage that NetDissect-Lite spends its time in: for every
 image and every unit, upsample the unit's map to the segmentation, binarize it
@@ -290,7 +290,7 @@ def benchmark_layer(labels: LabelSet, acts: np.ndarray, layer: str, args) -> str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=256, help="images tallied by each side")
+    parser.add_argument("--images", type=int, default=1024, help="images tallied by each side")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])

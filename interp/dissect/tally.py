@@ -16,7 +16,7 @@ one compiled program per batch:
 
 The counts are exact and equal the dense computation's (every pixel
 upsampled and compared): the bound covers float rounding with a margin of
-16 ulps of the largest activation it reads.
+16 float32 epsilons of the largest activation it reads.
 
 The IoU's denominator is `activation + truth - intersection`, where the
 activation count has two published forms, both tallied here:
