@@ -164,6 +164,23 @@ def test_counts_equal_brute_force_where_few_pixels_are_on(upsampling):
                             num_concepts=7, num_categories=3)
 
 
+@pytest.mark.parametrize("maps, seg", [((1, 1), (9, 11)), ((12, 10), (5, 7)), ((3, 40), (33, 20))])
+def test_counts_equal_brute_force_for_one_pixel_maps_and_maps_finer_than_the_segmentation(maps, seg):
+    rng = np.random.default_rng(1)
+    acts = rng.normal(size=(3, *maps, 5)).astype(np.float32)
+    thresholds = np.quantile(acts, 0.6, axis=(0, 1, 2)).astype(np.float32)
+    rows, cols = dissect.upsampling_matrices(maps, seg, (2 * seg[0], 2 * seg[1]), "resize")
+    ids = np.tile(np.arange(4, dtype=np.int32), (3, 1))
+    masks = rng.random((3, 4, *seg)) < 0.4
+    valid, category_of = np.ones(3, bool), np.array([-1, 0, 1, 1], np.int32)
+    counts = dissect.tally_batch(acts, thresholds, dissect.bands(rows, cols), ids, masks, valid, category_of,
+                                 num_concepts=4, num_categories=2)
+    on = np.einsum("yi,bijk,xj->byxk", rows, acts, cols) > thresholds
+    expected = brute_force_counts(on, ids, masks, valid, category_of, 4, 2)
+    for name, value in expected._asdict().items():
+        np.testing.assert_array_equal(np.asarray(getattr(counts, name)), value, err_msg=name)
+
+
 @pytest.mark.parametrize("size", [1, 31, 32, 1000, 40_000])
 def test_listing_true_entries_equals_numpy(size):
     from interp.dissect.tally import _list_true, _running_count
