@@ -88,7 +88,7 @@ def tally_batch(acts: jax.Array, thresholds: jax.Array, bands: Bands, ids: jax.A
     Args:
       acts: [B, h, w, K] activations of the layer.
       thresholds: [K] the units' thresholds; a pixel is on when above it.
-      bands: the upsampling to the segmentation (`upsample.bands`).
+      bands: the upsampling from the layer's h x w to the segmentation (`upsample.bands`).
       ids: int [B, D] concept ids; masks: bool [B, D, sh, sw] their masks.
       valid: bool [B]; False rows (padding) count for nothing.
       category_of: int32 [C] primary category per concept, -1 for none.
@@ -143,8 +143,8 @@ def _pixel_counts(acts: jax.Array, masks: jax.Array, valid: jax.Array, threshold
     truth = _popcount(mask_words).sum((2, 3)) * valid[:, None]
 
     # Band r's pixel row t is weights[r, t] @ (activation rows units[r], interpolated across), which
-    # cannot exceed weights[r, t] @ (the maxima of those rows). A sum over the few rows, not an
-    # einsum: 1.5x faster on a CPU.
+    # cannot exceed weights[r, t] @ (the maxima of those rows). As a sum over the few rows rather
+    # than an einsum, this screen took 1.0 ms instead of 1.6 (128px relu2, batch 64, a CPU).
     row_max, row_min = acts.max(2), acts.min(2)  # [B, h, K]
     band_max = row_max[:, bands.units]  # [B, R, U, K]
     bound = sum(bands.weights[None, :, :, u, None] * band_max[:, :, None, u, :] for u in range(bands.units.shape[1]))

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from interp._checks import check_positive_int
 from interp.featviz.receptive_field import ReceptiveField
 
 UPSAMPLING = ("receptive_field", "resize")
@@ -119,6 +120,8 @@ def bands(rows: np.ndarray, cols: np.ndarray, height: int | None = None) -> Band
     to 1): the tally skips a band when the weighted maxima of its activation
     rows do not pass a threshold, which bounds the band's pixels only then.
     """
+    if height is not None:
+        check_positive_int("height", height)
     rows, cols = np.asarray(rows, np.float32), np.asarray(cols, np.float32)
     for name, matrix in (("rows", rows), ("cols", cols)):
         if matrix.ndim != 2 or (matrix < 0).any() or not np.allclose(matrix.sum(1), 1, atol=1e-5):
@@ -133,9 +136,9 @@ def bands(rows: np.ndarray, cols: np.ndarray, height: int | None = None) -> Band
     used = per_band.any(1)  # [R, h]
     first = used.argmax(1)
     last = num_units - 1 - used[:, ::-1].argmax(1)
-    width = int((last - first).max()) + 1
-    units = np.minimum(first[:, None] + np.arange(width), num_units - 1)
-    weights = np.take_along_axis(per_band, np.broadcast_to(units[:, None, :], (num_bands, height, width)), axis=2)
-    weights = weights * (first[:, None] + np.arange(width) < num_units)[:, None, :]  # a clamped unit counts once
+    span = int((last - first).max()) + 1  # activation rows read by the widest band
+    units = np.minimum(first[:, None] + np.arange(span), num_units - 1)
+    weights = np.take_along_axis(per_band, np.broadcast_to(units[:, None, :], (num_bands, height, span)), axis=2)
+    weights = weights * (first[:, None] + np.arange(span) < num_units)[:, None, :]  # a clamped unit counts once
     rows_valid = np.arange(num_bands * height).reshape(num_bands, height) < seg_rows
     return Bands(units.astype(np.int32), weights.astype(np.float32), rows_valid, cols)

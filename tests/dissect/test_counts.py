@@ -123,6 +123,8 @@ def test_bands_hold_the_upsampling_matrices(upsampling, height):
     assert bands.units.shape[1] <= 3  # a band reads the few rows it lies between
     with pytest.raises(ValueError, match="rows: expected an interpolation matrix"):
         dissect.bands(-rows, cols)
+    with pytest.raises(ValueError, match="height"):
+        dissect.bands(rows, cols, height=-2)
 
 
 def _sparse_problem(rng, upsampling):
