@@ -16,7 +16,7 @@ the mesh's 'data' axis and the counts are summed across it by the compiler.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -171,12 +171,30 @@ def activation_masks(model: Any, dissection: LayerDissection, images: jax.Array,
       images: [n, H, W, 3] network inputs.
       size: (height, width) of the masks.
     """
-    model = nets.as_model(model)
     images = jnp.asarray(images)
-    image_hw = tuple(images.shape[1:3])
+    return np.asarray(mask_function(model, dissection, images.shape, size)(images))
+
+
+def mask_function(model: Any, dissection: LayerDissection, image_shape: tuple[int, ...],
+                  size: tuple[int, int] | None = None) -> Callable[[jax.Array], jax.Array]:
+    """`activation_masks` as a jitted function of images shaped `image_shape`, for calls on many batches.
+
+    The receptive field and the upsampling matrices are found once, and the
+    function compiles once: the report's masks took 3.6 s eagerly, per batch.
+    """
+    model = nets.as_model(model)
+    image_hw = tuple(image_shape[1:3])
     size = tuple(size or image_hw)
-    acts = model.activations(images, dissection.layer)[dissection.layer]
-    field = (receptive_fields(model, images)[dissection.layer]
+    sample = jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32)
+    acts_hw = model.layer_shape(sample, dissection.layer).shape[1:3]
+    field = (receptive_fields(model, sample)[dissection.layer]
              if dissection.upsampling == "receptive_field" else None)
-    rows, cols = upsampling_matrices(tuple(acts.shape[1:3]), size, image_hw, dissection.upsampling, field)
-    return np.asarray(upsample(acts, rows, cols) > jnp.asarray(dissection.thresholds, jnp.float32)[None, None, None, :])
+    rows, cols = upsampling_matrices(tuple(acts_hw), size, image_hw, dissection.upsampling, field)
+    thresholds = jnp.asarray(dissection.thresholds, jnp.float32)
+
+    @jax.jit
+    def masks(images: jax.Array) -> jax.Array:
+        acts = model.activations(images, dissection.layer)[dissection.layer]
+        return upsample(acts, rows, cols) > thresholds[None, None, None, :]
+
+    return masks

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from interp._checks import check_positive_int
-from interp.dissect.dissect import activation_masks
+from interp.dissect.dissect import mask_function
 from interp.dissect.result import LayerDissection
 
 DIM = 0.25  # brightness of the pixels where a unit is off
@@ -120,11 +120,12 @@ def _strips(model: Any, dissection: LayerDissection, data: Any, count: int | Non
     tiles = np.zeros((*top.shape, height, width, 3), np.uint8)
     wanted = np.unique(top[top >= 0])
     batch_size = min(batch_size, max(len(wanted), 1))
+    masks_of = mask_function(model, dissection, (batch_size, *data.image_size, 3), size=(height, width))
     for start in range(0, len(wanted), batch_size):
         indices = wanted[start:start + batch_size]
         padded = np.pad(indices, (0, batch_size - len(indices)), mode="edge")  # one shape for every batch
         images = jnp.asarray(data.batch(padded).images, jnp.float32)
-        masks = activation_masks(model, dissection, images, size=(height, width))  # [b, h, w, K]
+        masks = np.asarray(masks_of(images))  # [b, h, w, K]
         shown = np.asarray(jax.image.resize(images, (len(padded), height, width, 3), "linear"))
         units, slots = np.nonzero(np.isin(top, indices))
         rows = np.searchsorted(indices, top[units, slots])
