@@ -134,11 +134,7 @@ def _gradient_cam(model: Model, layer: str, weigh: Callable, relu: bool, upsampl
 def _prepare(model: Model, x, layer, target):
     """Checks `x` and that `layer` is spatial; returns x and the normalized target."""
     x = check_batch(model, x)
-    shape = model.layer_shapes(x)
-    if layer not in shape:
-        model.activations(x, layer)  # raises the adapter's unknown-layer error
-    if len(shape[layer].shape) != 4:
-        raise ValueError(f"layer: {layer!r} is not a spatial layer [b, h, w, c]; its shape is {list(shape[layer].shape)}")
+    model.spatial_layer_shape(x, layer)
     return x, normalize_target(target, x.shape[0])
 
 

@@ -87,11 +87,7 @@ def dissect(
                          f"got {batch_size}")
 
     sample = jax.ShapeDtypeStruct((batch_size, *data.image_size, 3), jnp.float32)
-    shapes = {layer: model.layer_shape(sample, layer).shape for layer in layers}
-    for layer, shape in shapes.items():
-        if len(shape) != 4:
-            raise ValueError(f"layers: {layer!r} has activations of shape {list(shape)}; "
-                             "dissection needs a spatial layer [b, h, w, K]")
+    shapes = {layer: model.spatial_layer_shape(sample, layer, "layers").shape for layer in layers}
     fields = receptive_fields(model, sample) if upsampling == "receptive_field" else {}
 
     total = len(data)

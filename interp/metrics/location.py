@@ -150,10 +150,7 @@ def filter_peaks(model: Any, layer: str, batches: Iterable[Any]) -> Peaks:
         if images.ndim != 4:
             raise ValueError(f"batches: expected image batches [B, H, W, C], got shape {list(images.shape)}")
         if field is None:
-            shape = model.layer_shape(images, layer).shape
-            if len(shape) != 4:
-                raise ValueError(f"layer: {layer!r} has activations of shape {list(shape)}; "
-                                 "peaks need a spatial layer [b, h, w, C]")
+            model.spatial_layer_shape(images, layer)
             size, field = images.shape[1:3], receptive_fields(model, images)[layer]
         elif images.shape[1:3] != size:
             raise ValueError(f"batches: expected every batch at the first batch's size {list(size)}, "

@@ -75,6 +75,15 @@ class Model:
             raise ValueError(f"layer: unknown layer {layer!r}; known layers: {', '.join(shapes)}")
         return shapes[layer]
 
+    def spatial_layer_shape(self, x: jax.Array | jax.ShapeDtypeStruct, layer: str,
+                            argument: str = "layer") -> jax.ShapeDtypeStruct:
+        """`layer_shape`, checked to be a spatial layer [b, h, w, c] (`argument` names the caller's argument)."""
+        shape = self.layer_shape(x, layer)
+        if len(shape.shape) != 4:
+            raise ValueError(f"{argument}: {layer!r} is not a spatial layer [b, h, w, c]; "
+                             f"its shape is {list(shape.shape)}")
+        return shape
+
     def layer_names(self, x: jax.Array | jax.ShapeDtypeStruct) -> tuple[str, ...]:
         """Every named layer, in execution order."""
         return tuple(self.layer_shapes(x))

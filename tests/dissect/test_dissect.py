@@ -139,7 +139,7 @@ def test_bad_arguments_name_what_was_expected():
     model = nets.from_linen(module, module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
     with pytest.raises(ValueError, match="unknown layer"):
         dissect.dissect(model, data, "conv9")
-    with pytest.raises(ValueError, match=r"layers: 'logits' has activations of shape \[8, 6\]; dissection needs"):
+    with pytest.raises(ValueError, match=r"layers: 'logits' is not a spatial layer .*its shape is \[8, 6\]"):
         dissect.dissect(model, data, "logits", batch_size=8)
     with pytest.raises(ValueError, match="convention: expected one of"):
         dissect.dissect(model, data, "relu2", convention="original")

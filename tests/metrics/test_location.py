@@ -190,7 +190,7 @@ def test_bad_inputs_name_what_was_expected():
     with pytest.raises(ValueError, match="unknown layer 'conv9'"):
         metrics.filter_peaks(model, "conv9", [np.zeros((2, 8, 8, 3))])
     flat = nets.from_function(lambda x: nets.tap(x.mean((1, 2)), "mean"))
-    with pytest.raises(ValueError, match=r"layer: 'mean' has activations of shape \[2, 3\]; peaks need"):
+    with pytest.raises(ValueError, match=r"layer: 'mean' is not a spatial layer \[b, h, w, c\]; its shape is \[2, 3\]"):
         metrics.filter_peaks(flat, "mean", [np.zeros((2, 8, 8, 3))])
     with pytest.raises(ValueError, match="data: expected concepts with a 'part' category"):
         metrics.part_interpretability(model, "pool", _NoParts())
