@@ -85,7 +85,10 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
         items,
     )
     weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)]).reshape(chunks, chunk_size)
-    first = chunk_sum(jax.tree.map(lambda a: a[0], items), weights[0])
+    # The sum starts from zeros of the chunk's output shape (traced, not run), so the program holds
+    # the chunk once, inside the loop.
+    shapes = jax.eval_shape(chunk_sum, jax.tree.map(lambda a: a[0], items), weights[0])
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     # Inside the scan's loop XLA:CPU would run the backward convolutions on a
     # slow path; see `interp.ops.conv_layout`.
@@ -94,6 +97,5 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
     def step(total, chunk):
         return jax.tree.map(jnp.add, total, loop_chunk_sum(*chunk)), None
 
-    rest = jax.tree.map(lambda a: a[1:], (items, weights))
-    total, _ = jax.lax.scan(step, first, rest)
+    total, _ = jax.lax.scan(step, zeros, (items, weights))
     return total
