@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -117,6 +118,21 @@ def test_a_broden_folder_is_read_and_dissected_end_to_end(tmp_path, convention):
     layer = summary["layers"]["conv"]
     assert layer["detectors"] == int(result.detectors.sum())
     assert sum(c["detectors"] for c in layer["by_category"].values()) == layer["detectors"]
+
+
+def test_a_restored_model_and_a_fresh_one_share_the_compiled_steps():
+    # A checkpoint restores committed arrays, `init` makes uncommitted ones; either way the steps compile once.
+    steps = sys.modules["interp.dissect.dissect"]
+    data = dissect.SynthPartsConcepts(SYNTH, num_examples=16)
+    module = nets.create("small_cnn", num_classes=6)
+    variables = module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    restored = jax.device_put(variables, jax.devices()[0])
+    assert jax.tree.leaves(restored)[0].committed and not jax.tree.leaves(variables)[0].committed
+    first = dissect.dissect(nets.from_linen(module, restored), data, "relu2", batch_size=16)
+    compiled = steps._threshold_step._cache_size(), steps._tally_step._cache_size()
+    second = dissect.dissect(nets.from_linen(module, variables), data, "relu2", batch_size=16)
+    assert (steps._threshold_step._cache_size(), steps._tally_step._cache_size()) == compiled
+    np.testing.assert_array_equal(second["relu2"].counts.intersection, first["relu2"].counts.intersection)
 
 
 def test_a_sharded_dissection_equals_the_unsharded_one():
