@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from interp import dissect
-from interp.dissect.tally import Accumulator, zero_counts
+from interp.dissect.tally import Accumulator, _list_true, _pack_bits, _popcount, _running_count, zero_counts
 from interp.featviz.receptive_field import ReceptiveField
 from interp.train import batch_sharding, data_mesh
 from tests.dissect.reference import brute_force_counts
@@ -135,7 +135,7 @@ def _sparse_problem(rng, upsampling):
     acts[..., :4] = 0  # dead units: threshold 0, never on
     thresholds = np.quantile(acts, 0.9, axis=(0, 1, 2)).astype(np.float32)
     thresholds[16:24] = np.quantile(acts[..., 16:24], 0.3, axis=(0, 1, 2))  # below zero: on at most pixels
-    # Just below the maximum: on only where a field centre falls on a pixel.
+    # Just below the maximum: on only where a pixel takes a unit's value (a centre on a pixel, a clamped border).
     thresholds[40:] = np.nextafter(acts[..., 40:].max((0, 1, 2)), -np.inf)
     field = ReceptiveField(size=(9, 9), stride=(4, 4), start=(-4, -4))
     rows, cols = dissect.upsampling_matrices((h, w), seg, (24, 28), upsampling, field)
@@ -185,8 +185,6 @@ def test_counts_equal_brute_force_for_one_pixel_maps_and_maps_finer_than_the_seg
 
 @pytest.mark.parametrize("size", [1, 31, 32, 1000, 40_000])
 def test_listing_true_entries_equals_numpy(size):
-    from interp.dissect.tally import _list_true, _running_count
-
     flags = np.random.default_rng(size).random(size) < 0.3
     np.testing.assert_array_equal(_running_count(jnp.asarray(flags)), np.cumsum(flags))
     listed, count = _list_true(jnp.asarray(flags), 256)
@@ -195,8 +193,6 @@ def test_listing_true_entries_equals_numpy(size):
 
 
 def test_packed_masks_intersect_as_booleans():
-    from interp.dissect.tally import _pack_bits, _popcount
-
     rng = np.random.default_rng(0)
     a, b = rng.random((2, 3, 96)) < 0.4
     both = _popcount(_pack_bits(jnp.asarray(a))[:, None, :] & _pack_bits(jnp.asarray(b))[None, :, :]).sum(-1)
