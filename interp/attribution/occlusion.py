@@ -109,8 +109,9 @@ def _scan_chunks(chunk_total: Callable, starts: np.ndarray, chunk_size: int | No
     padded = jnp.asarray(padded.reshape(chunks, size, 2))
     if chunks == 1:
         return chunk_total(padded[0])
-    first = chunk_total(padded[0])
-    total, _ = jax.lax.scan(lambda t, c: (t + chunk_total(c), None), first, padded[1:])
+    # From zeros of the chunk's traced output shape, so the program holds the chunk once, inside the loop.
+    shape = jax.eval_shape(chunk_total, padded[0])
+    total, _ = jax.lax.scan(lambda t, c: (t + chunk_total(c), None), jnp.zeros(shape.shape, shape.dtype), padded)
     return total
 
 
