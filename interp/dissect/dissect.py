@@ -184,7 +184,7 @@ def mask_function(model: Any, dissection: LayerDissection, image_shape: tuple[in
     image_hw = tuple(image_shape[1:3])
     size = tuple(size or image_hw)
     sample = jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32)
-    acts_hw = model.layer_shape(sample, dissection.layer).shape[1:3]
+    acts_hw = model.spatial_layer_shape(sample, dissection.layer).shape[1:3]
     field = (receptive_fields(model, sample)[dissection.layer]
              if dissection.upsampling == "receptive_field" else None)
     rows, cols = upsampling_matrices(tuple(acts_hw), size, image_hw, dissection.upsampling, field)
