@@ -1,7 +1,8 @@
 """Plain-JAX building blocks that know no model: the jaxpr interpreter behind
 layer names, backward-rule rewrites (deconvnet and guided ReLUs), a max-pool
-whose derivative follows its argmax switches, and convolution kernels laid out
-for XLA:CPU's fast path inside loops."""
+whose derivative follows its argmax switches, convolution kernels laid out
+for XLA:CPU's fast path inside loops, and JAX's threefry random bits drawn in
+one fused pass."""
 
 from interp.ops.backward_rules import (
     RewrittenFn,
@@ -12,6 +13,7 @@ from interp.ops.backward_rules import (
 )
 from interp.ops.conv_layout import with_canonical_conv_kernels
 from interp.ops.maxpool import max_pool
+from interp.ops.prng import with_unrolled_threefry
 
 __all__ = [
     "RewrittenFn",
@@ -21,4 +23,5 @@ __all__ = [
     "relu_equations",
     "with_canonical_conv_kernels",
     "with_relu_backward",
+    "with_unrolled_threefry",
 ]

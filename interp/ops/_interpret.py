@@ -10,6 +10,7 @@ and `grad` like the original function.
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 from jax.extend import core as jcore
 
 # Call-like primitives whose body is evaluated inline when it holds a selected
@@ -68,6 +69,25 @@ def interpret(
         would be unsound.
     """
     return _eval(closed.jaxpr, closed.consts, args, select, rule, strict)
+
+
+def rewrite_for_speed(f: Callable[..., Any], select: Selector, rule: Rule) -> Callable[..., Any]:
+    """`f` (pytrees in and out) with `rule` in place of the equations `select` picks.
+
+    For rewrites that change how a value is computed, not the value: a
+    selected equation inside control flow or a custom-derivative function
+    runs as it was (`strict=False`).
+    """
+
+    def rewritten(*args):
+        leaves, treedef = jax.tree.flatten(args)
+        closed, out_shape = jax.make_jaxpr(lambda *flat: f(*jax.tree.unflatten(treedef, flat)), return_shape=True)(
+            *leaves
+        )
+        flat_out = interpret(closed, leaves, select, rule, strict=False)
+        return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
+
+    return rewritten
 
 
 def _eval(jaxpr, consts, args, select, rule, strict=True):

@@ -16,7 +16,6 @@ dimension numbers together describes the same convolution.
 from collections.abc import Callable
 from typing import Any
 
-import jax
 from jax import lax
 from jax.extend import core as jcore
 
@@ -29,16 +28,7 @@ def with_canonical_conv_kernels(f: Callable[..., Any]) -> Callable[..., Any]:
     `f` may take and return pytrees. Convolutions nested in control flow or
     custom-derivative functions are left as they are (only a speed matter).
     """
-
-    def rewritten(*args):
-        leaves, treedef = jax.tree.flatten(args)
-        closed, out_shape = jax.make_jaxpr(lambda *flat: f(*jax.tree.unflatten(treedef, flat)), return_shape=True)(
-            *leaves
-        )
-        flat_out = _interpret.interpret(closed, leaves, _needs_transpose, _transposed_kernel, strict=False)
-        return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
-
-    return rewritten
+    return _interpret.rewrite_for_speed(f, _needs_transpose, _transposed_kernel)
 
 
 def _canonical_rhs_spec(ndim: int) -> tuple[int, ...]:
