@@ -72,10 +72,7 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
 
     def chunk_sum(chunk_items, chunk_weights):
         outs = f(chunk_items)
-        # A reduction over the item axis where it lies; as an einsum, XLA:CPU
-        # first copied every chunk's output with the item axis moved to the
-        # front, for a dot (IG of SmallCNN, batch 16: 4% slower).
-        return jax.tree.map(lambda o: _weighted_item_sum(chunk_weights.astype(o.dtype), o), outs)
+        return jax.tree.map(lambda o: jnp.einsum("c,bc...->b...", chunk_weights.astype(o.dtype), o), outs)
 
     if chunk_size is None or chunk_size >= n:
         return chunk_sum(items, weights)
@@ -102,13 +99,3 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
 
     total, _ = jax.lax.scan(step, zeros, (items, weights))
     return total
-
-
-def _weighted_item_sum(weights: jax.Array, o: jax.Array) -> jax.Array:
-    """sum_c weights[c] * o[:, c] of o [b, c, ...].
-
-    Over flat examples: XLA:CPU vectorizes along the last axis, which for
-    NHWC images is 3 channels wide.
-    """
-    flat = o.reshape(o.shape[:2] + (-1,))
-    return (flat * weights[None, :, None]).sum(axis=1).reshape(o.shape[:1] + o.shape[2:])
