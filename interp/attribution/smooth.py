@@ -46,7 +46,9 @@ def smooth_grad(
       copies as one batch [b * c, ...], so an array argument whose leading
       axis is the batch (a [b] or [b, k] target, an IG baseline [b, ...]) is
       per-example and repeated for the copies; others pass unchanged. Same
-      shape as `method`'s output.
+      shape as `method`'s output. Copy j of `x` is `x + sigma *
+      jax.random.normal(jax.random.split(key, samples)[j], x.shape)`,
+      whatever the `chunk_size`.
     """
     check_choice("kind", kind, SMOOTH_KINDS)
     check_positive_int("samples", samples)
