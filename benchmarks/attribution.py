@@ -116,7 +116,7 @@ def compare(args) -> None:
         f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), captum {_captum_version()}; "
         f"interp on {jax.device_count()} {jax.devices()[0].platform} devices (batch sharded over them); "
-        f"batch {args.batch_size}x64x64x3, {args.repeats} timed runs each; "
+        f"batch {args.batch_size}x64x64x3, {args.repeats} timed runs each ({args.warm_up} untimed before each); "
         f"max |logits diff| {logits_diff:.2e}\n"
     )
     # The same images plus N(0, 1e-3) noise: no two pixels are equal, so no
@@ -143,6 +143,7 @@ def compare(args) -> None:
         t_ours, t_theirs = time_alternating(
             [lambda: jax.block_until_ready(case.interp(model, x, target)), lambda: case.captum(xt, tt)],
             args.repeats,
+            args.warm_up,
         )
         ms_ours, ms_theirs = 1e3 * np.median(t_ours), 1e3 * np.median(t_theirs)
         print(
@@ -270,6 +271,11 @@ def main() -> None:
     parser.add_argument("--sg-chunk", type=_int_or_none, default=4, help="SmoothGrad samples per call ('none': all)")
     parser.add_argument("--occlusion-chunk", type=int, default=16, help="occlusion windows per network call")
     parser.add_argument("--methods", nargs="*", help="only the methods whose names start with these")
+    parser.add_argument(
+        "--warm-up", type=int, default=0,
+        help="untimed calls of the same library before each timed call (torch's OpenMP threads spin after "
+        "each Captum call and slow the interp call that follows)",
+    )  # fmt: skip
     parser.add_argument("--memory", action="store_true", help="also measure peak memory of IG")
     parser.add_argument("--memory-steps", type=int, default=1024)
     parser.add_argument("--memory-batch", type=int, default=4)
