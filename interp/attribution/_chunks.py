@@ -72,7 +72,7 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
 
     def chunk_sum(chunk_items, chunk_weights):
         outs = f(chunk_items)
-        return jax.tree.map(lambda o: jnp.einsum("c,bc...->b...", chunk_weights.astype(o.dtype), o), outs)
+        return jax.tree.map(lambda o: _weighted_item_sum(chunk_weights.astype(o.dtype), o), outs)
 
     if chunk_size is None or chunk_size >= n:
         return chunk_sum(items, weights)
@@ -99,3 +99,19 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
 
     total, _ = jax.lax.scan(step, zeros, (items, weights))
     return total
+
+
+def _weighted_item_sum(weights: jax.Array, o: jax.Array) -> jax.Array:
+    """sum_c weights[c] * o[:, c] of o [b, c, ...].
+
+    A chunk of up to 16 items is summed as scaled slices over flat examples:
+    one fused, vectorized pass. As an einsum, XLA:CPU first copied the chunk
+    item-major for a dot, along the images' 3-channel last axis (IG of
+    SmallCNN at batch 16: 8% slower; SmoothGrad 6%). More items take the
+    einsum, so the fused sum does not grow with them.
+    """
+    if o.shape[1] > 16:
+        return jnp.einsum("c,bc...->b...", weights, o)
+    flat = o.reshape(o.shape[:2] + (-1,))
+    total = sum(weights[j] * flat[:, j] for j in range(o.shape[1]))
+    return total.reshape(o.shape[:1] + o.shape[2:])

@@ -56,12 +56,14 @@ def test_ig_completeness_on_a_smooth_net(seed, scale):
     assert float(jnp.abs(gap).max()) < 5e-3
 
 
-@pytest.mark.parametrize("chunk_size", [1, 5, 16])
-def test_chunked_equals_unchunked(chunk_size):
+@pytest.mark.parametrize("steps, chunk_size", [(16, 1), (16, 5), (16, 16), (40, 4), (40, 20)])
+def test_chunked_equals_unchunked(steps, chunk_size):
+    # A chunk of up to 16 steps is summed as scaled slices, more as an einsum:
+    # 40 steps at once against chunks of 4 (slices) and 20 (einsum) compares the two.
     fn = _mlp()
     x = jax.random.normal(jax.random.key(2), (B, D))
-    whole = integrated_gradients(fn, 16)(x, target=2)
-    chunked = integrated_gradients(fn, 16, chunk_size=chunk_size)(x, target=2)
+    whole = integrated_gradients(fn, steps)(x, target=2)
+    chunked = integrated_gradients(fn, steps, chunk_size=chunk_size)(x, target=2)
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
 
 
