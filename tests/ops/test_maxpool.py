@@ -7,7 +7,7 @@ import pytest
 from jax import lax
 
 from interp.nets import _layers
-from interp.ops import max_pool
+from interp.ops import max_pool, maxpool
 
 
 def reference_pool(x, window, stride, pad=0, ceil_mode=False):
@@ -20,6 +20,16 @@ def reference_pool(x, window, stride, pad=0, ceil_mode=False):
     return lax.reduce_window(
         x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), ((0, 0), pads[0], pads[1], (0, 0))
     )
+
+
+def _assert_same_values_and_derivatives(new, ref, x):
+    """Values, a VJP and a JVP of `new` equal `ref`'s exactly."""
+    np.testing.assert_array_equal(new(x), ref(x))
+    out, pull_new = jax.vjp(new, x)
+    ct = jax.random.normal(jax.random.key(1), out.shape)
+    np.testing.assert_array_equal(pull_new(ct)[0], jax.vjp(ref, x)[1](ct)[0])
+    dx = jax.random.normal(jax.random.key(2), x.shape)
+    np.testing.assert_array_equal(jax.jvp(new, (x,), (dx,))[1], jax.jvp(ref, (x,), (dx,))[1])
 
 
 CONFIGS = [  # window, stride, pad, ceil_mode
@@ -38,12 +48,7 @@ def test_layers_max_pool_matches_reduce_window(window, stride, pad, ceil_mode):
     x = jax.random.normal(jax.random.key(0), (2, 13, 10, 3)) - 2.0
     new = lambda x: _layers.max_pool(x, window, stride, pad, ceil_mode)
     ref = lambda x: reference_pool(x, window, stride, pad, ceil_mode)
-    np.testing.assert_array_equal(new(x), ref(x))
-    out, pull_new = jax.vjp(new, x)
-    ct = jax.random.normal(jax.random.key(1), out.shape)
-    np.testing.assert_array_equal(pull_new(ct)[0], jax.vjp(ref, x)[1](ct)[0])
-    dx = jax.random.normal(jax.random.key(2), x.shape)
-    np.testing.assert_array_equal(jax.jvp(new, (x,), (dx,))[1], jax.jvp(ref, (x,), (dx,))[1])
+    _assert_same_values_and_derivatives(new, ref, x)
 
 
 def test_general_windows_and_ranks():
@@ -53,6 +58,18 @@ def test_general_windows_and_ranks():
     new = lambda x: max_pool(x, *args)
     np.testing.assert_array_equal(new(x), ref(x))
     np.testing.assert_array_equal(jax.grad(lambda x: (new(x) ** 2).sum())(x), jax.grad(lambda x: (ref(x) ** 2).sum())(x))
+
+
+@pytest.mark.parametrize("shape, window", [((2, 12, 10, 3), (1, 2, 2, 1)), ((3, 9, 8), (1, 3, 2)), ((4, 6), (2, 3))])
+def test_windows_that_tile_the_input_match_reduce_window_ties_included(shape, window):
+    # Stride = window, no padding, no remainder: the tangent is read from blocks
+    # of the input (`_tangent_of_tiles`). Rounded draws make many ties.
+    assert maxpool._windows_tile(shape, window, window, ((0, 0),) * len(shape))
+    x = jnp.round(2 * jax.random.normal(jax.random.key(5), shape))
+    padding = ((0, 0),) * len(shape)
+    new = lambda x: max_pool(x, window, window, padding)
+    ref = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, window, window, padding)
+    _assert_same_values_and_derivatives(new, ref, x)
 
 
 def test_ties_go_to_the_first_offset_like_select_and_scatter():
