@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from interp.attribution import integrated_gradients
 from interp.attribution.integrated import IG_METHODS, quadrature
@@ -37,21 +37,24 @@ def test_quadrature_weights_sum_to_one_and_nodes_lie_in_unit_interval(method):
 
 
 FN = _mlp()
-IG_GAUSS = jax.jit(integrated_gradients(FN, 32, "gauss_legendre"), static_argnames="return_gap")
+IG_GAUSS = jax.jit(integrated_gradients(FN, 64, "gauss_legendre"), static_argnames="return_gap")
 IG_TRAPEZOID = jax.jit(integrated_gradients(FN, 128, "riemann_trapezoid"), static_argnames="return_gap")
 
 
 @given(seed=st.integers(0, 2**31 - 1), scale=st.floats(0.1, 2.0))
+@example(seed=730046, scale=2.0)  # a steep path: Gauss-Legendre's gap is 6.9e-3 with 32 nodes, 2.6e-6 with 64
 def test_ig_completeness_on_a_smooth_net(seed, scale):
-    # Tolerances (scores lie in [-3, 3]): Gauss-Legendre with 32 nodes is exact
-    # up to float32 rounding on this analytic path, |gap| < 1e-3; the
-    # trapezoid rule's error falls as 1/steps^2, |gap| < 5e-3 with 128 steps.
+    # Tolerances (scores lie in [-3, 3]): Gauss-Legendre's error falls
+    # exponentially with the nodes on this analytic path; with 64 it is at
+    # float32 rounding (at most 1.9e-6 over 4,000 random paths at scale 2),
+    # |gap| < 1e-4. The trapezoid rule's error falls as 1/steps^2: at most
+    # 1.0e-3 over those paths with 128 steps, |gap| < 5e-3.
     kx, kb = jax.random.split(jax.random.key(seed))
     x = scale * jax.random.normal(kx, (B, D))
     baseline = scale * jax.random.normal(kb, (B, D))
     target = jnp.array([0, 1, 3])
     _, gap = IG_GAUSS(x, target, baseline, return_gap=True)
-    assert gap.shape == (B,) and float(jnp.abs(gap).max()) < 1e-3
+    assert gap.shape == (B,) and float(jnp.abs(gap).max()) < 1e-4
     _, gap = IG_TRAPEZOID(x, target, baseline, return_gap=True)
     assert float(jnp.abs(gap).max()) < 5e-3
 
