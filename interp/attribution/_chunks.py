@@ -101,16 +101,20 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
     return total
 
 
+# Chunks of at most this many items are summed as scaled slices; see _weighted_item_sum.
+_MAX_SLICED_ITEMS = 16
+
+
 def _weighted_item_sum(weights: jax.Array, o: jax.Array) -> jax.Array:
     """sum_c weights[c] * o[:, c] of o [b, c, ...].
 
-    A chunk of up to 16 items is summed as scaled slices over flat examples:
-    one fused, vectorized pass. As an einsum, XLA:CPU first copied the chunk
-    item-major for a dot, along the images' 3-channel last axis (IG of
-    SmallCNN at batch 16: 8% slower; SmoothGrad 6%). More items take the
-    einsum, so the fused sum does not grow with them.
+    A chunk of up to `_MAX_SLICED_ITEMS` items is summed as scaled slices
+    over flat examples: one fused, vectorized pass. As an einsum, XLA:CPU
+    first copied the chunk item-major for a dot, along the images' 3-channel
+    last axis (IG of SmallCNN at batch 16: 8% slower; SmoothGrad 6%). More
+    items take the einsum, so the fused sum does not grow with them.
     """
-    if o.shape[1] > 16:
+    if o.shape[1] > _MAX_SLICED_ITEMS:
         return jnp.einsum("c,bc...->b...", weights, o)
     flat = o.reshape(o.shape[:2] + (-1,))
     total = sum(weights[j] * flat[:, j] for j in range(o.shape[1]))
