@@ -5,7 +5,8 @@ rounds. On CPU it lowers the five groups as a loop (`fori_loop`), so each
 group reads and writes every word of the output; on GPU and TPU it unrolls
 them, and XLA fuses the whole hash into one pass over the counters. On this
 machine's two cores (one XLA device), 6.3M normals (SmoothGrad's noise for 32
-copies of 16 64x64 images) take 59 ms through the loop and 16 ms unrolled.
+copies of 16 64x64 images) take 54 ms through the loop and 17 ms unrolled;
+6.3M words of bits 51 ms and 8 ms (`python -m benchmarks.prng`).
 
 `with_unrolled_threefry(f)` runs `f` with every `random_bits` equation of a
 threefry key computed by the unrolled hash on the counters JAX uses, so
