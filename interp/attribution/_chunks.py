@@ -48,12 +48,26 @@ def repeat_per_example(value: Any, per_example: int, batch: int) -> Any:
     return jax.tree.map(repeat, value)
 
 
+def even_chunks(n: int, chunk_size: int | None) -> tuple[int, int]:
+    """(chunks, items per chunk) for `n` items at most `chunk_size` at a time.
+
+    The fewest chunks that respect `chunk_size`, as equal as possible, so the
+    last one pads as few items as it can: 225 windows at most 16 at a time
+    are 15 chunks of 15, not 15 of 16 with 15 wasted evaluations.
+    """
+    if chunk_size is None or chunk_size >= n:
+        return 1, n
+    chunks = -(-n // chunk_size)
+    return chunks, -(-n // chunks)
+
+
 def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_size: int | None) -> Any:
     """`sum_i weights[i] * f(items)[:, i]` over the leading axis of `items`.
 
     `f` takes a chunk of items (pytree, leading axis c) and returns a pytree
     of arrays [b, c, ...]: one evaluation per example and item, the item axis
-    second (see `fold`). Chunks of `chunk_size` items run in a `lax.scan`
+    second (see `fold`). Chunks of at most `chunk_size` items (see
+    `even_chunks`) run in a `lax.scan`
     that carries only the running sum, so peak memory is that of one chunk
     however many items there are. `chunk_size=None` evaluates all items in
     one call (memory grows with the item count; on a CPU a few items per
@@ -69,22 +83,22 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
       A pytree like `f`'s output without the item axis: the weighted sum.
     """
     n = weights.shape[0]
+    chunks, size = even_chunks(n, chunk_size)
 
     def chunk_sum(chunk_items, chunk_weights):
         outs = f(chunk_items)
         return jax.tree.map(lambda o: _weighted_item_sum(chunk_weights.astype(o.dtype), o), outs)
 
-    if chunk_size is None or chunk_size >= n:
+    if chunks == 1:
         return chunk_sum(items, weights)
-    chunks = -(-n // chunk_size)
-    pad = chunks * chunk_size - n
+    pad = chunks * size - n
     # Padding repeats the first item with weight 0: a valid input, so no NaN
     # from f can leak into the sum through 0 * NaN.
     items = jax.tree.map(
-        lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]).reshape(chunks, chunk_size, *a.shape[1:]),
+        lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]).reshape(chunks, size, *a.shape[1:]),
         items,
     )
-    weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)]).reshape(chunks, chunk_size)
+    weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)]).reshape(chunks, size)
     # The sum starts from zeros of the chunk's output shape (traced, not run), so the program holds
     # the chunk once, inside the loop.
     shapes = jax.eval_shape(chunk_sum, jax.tree.map(lambda a: a[0], items), weights[0])

@@ -54,8 +54,9 @@ def integrated_gradients(
       method: quadrature rule, one of `IG_METHODS`. Gauss-Legendre is exact
         for polynomial paths of degree < 2 * steps and usually needs far fewer
         steps than the Riemann rules for the same completeness gap.
-      chunk_size: path points per call (folded into the batch); the chunks run in a
-        scan, so peak memory is that of `chunk_size` points, not `steps`.
+      chunk_size: at most this many path points per call (folded into the
+        batch); chunks of equal size run in a scan, so peak memory is that of
+        `chunk_size` points, not `steps`.
         None evaluates all points at once.
 
     Returns:

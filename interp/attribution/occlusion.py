@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from interp._checks import check_positive_int
-from interp.attribution._chunks import fold, repeat_per_example, unfold
+from interp.attribution._chunks import even_chunks, fold, repeat_per_example, unfold
 from interp.attribution._core import (
     ScoreFn,
     Target,
@@ -43,9 +43,9 @@ def occlusion(
       stride: (vertical, horizontal) step between window positions.
       baseline: fill value: a float (default 0.5, mid-grey 128/255 for
         images in [0, 1]) or an array broadcastable to `x` (e.g. [h, w, c]).
-      chunk_size: window positions per call of `fn` (folded into its batch,
-        example-major; chunks run in a scan); None evaluates all positions at
-        once.
+      chunk_size: at most this many window positions per call of `fn`
+        (folded into its batch, example-major; chunks of equal size run in a
+        scan); None evaluates all positions at once.
       output: "score" (drop of the raw score/logit) or "probability" (drop of
         the target's softmax probability; `fn` must return logits and a
         target is required).
@@ -101,9 +101,8 @@ def occlusion(
 
 
 def _scan_chunks(chunk_total: Callable, starts: np.ndarray, chunk_size: int | None, pad) -> jax.Array:
-    """Sums `chunk_total` over `starts` [p, 2], `chunk_size` at a time in a scan."""
-    size = len(starts) if chunk_size is None else min(chunk_size, len(starts))
-    chunks = -(-len(starts) // size)
+    """Sums `chunk_total` over `starts` [p, 2], at most `chunk_size` at a time in a scan."""
+    chunks, size = even_chunks(len(starts), chunk_size)
     # Padding corners (h, w) cover no pixel, so they add exactly 0.
     padded = np.concatenate([starts, np.tile(np.asarray(pad, np.int32), (chunks * size - len(starts), 1))])
     padded = jnp.asarray(padded.reshape(chunks, size, 2))

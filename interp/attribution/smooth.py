@@ -36,9 +36,10 @@ def smooth_grad(
       kind: "mean" (SmoothGrad: E[attr]), "square" (SmoothGrad^2: E[attr^2])
         or "var" (VarGrad: Var[attr] = E[attr^2] - E[attr]^2, clamped at 0
         against rounding).
-      chunk_size: noisy copies per call of `method` (folded into its batch,
-        example-major); chunks run in a scan so peak memory does not grow with
-        `samples`. None evaluates all at once.
+      chunk_size: at most this many noisy copies per call of `method`
+        (folded into its batch, example-major; chunks of equal size run in a
+        scan) so peak memory does not grow with `samples`. None evaluates all
+        at once.
 
     Returns:
       `attribute(x, key, *args, **kwargs)`: `x` [b, ...], a PRNG key; the other
