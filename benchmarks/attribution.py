@@ -274,7 +274,7 @@ def main() -> None:
     parser.add_argument(
         "--warm-up", type=int, default=0,
         help="untimed calls of the same library before each timed call (torch's OpenMP threads spin after "
-        "each Captum call and slow the interp call that follows)",
+        "each Captum call and slow interp for about 20 ms; 5 calls measure each library's steady state)",
     )  # fmt: skip
     parser.add_argument("--memory", action="store_true", help="also measure peak memory of IG")
     parser.add_argument("--memory-steps", type=int, default=1024)
