@@ -67,17 +67,17 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
     `f` takes a chunk of items (pytree, leading axis c) and returns a pytree
     of arrays [b, c, ...]: one evaluation per example and item, the item axis
     second (see `fold`). Chunks of at most `chunk_size` items (see
-    `even_chunks`) run in a `lax.scan`
-    that carries only the running sum, so peak memory is that of one chunk
-    however many items there are. `chunk_size=None` evaluates all items in
-    one call (memory grows with the item count; on a CPU a few items per
-    call run faster, the working set staying in cache).
+    `even_chunks`) run in a `lax.scan` that carries only the running sum, so
+    peak memory is that of one chunk however many items there are.
+    `chunk_size=None` evaluates all items in one call (memory grows with the
+    item count; on a CPU a few items per call run faster, the working set
+    staying in cache).
 
     Args:
       f: a chunk of items to a pytree of [b, c, ...] arrays.
       items: pytree of arrays with a shared leading axis [n, ...].
       weights: [n] weights, e.g. quadrature weights or ones.
-      chunk_size: items per call, or None for all at once.
+      chunk_size: at most this many items per call, or None for all at once.
 
     Returns:
       A pytree like `f`'s output without the item axis: the weighted sum.
