@@ -99,19 +99,25 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
         items,
     )
     weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)]).reshape(chunks, size)
-    # The sum starts from zeros of the chunk's output shape (traced, not run), so the program holds
-    # the chunk once, inside the loop.
-    shapes = jax.eval_shape(chunk_sum, jax.tree.map(lambda a: a[0], items), weights[0])
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
     # Inside the scan's loop XLA:CPU would run the backward convolutions on a
     # slow path; see `interp.ops.conv_layout`.
     loop_chunk_sum = with_canonical_conv_kernels(chunk_sum)
+    return scan_sum(lambda chunk: loop_chunk_sum(*chunk), (items, weights))
+
+
+def scan_sum(f: Callable[[Any], Any], chunks: Any) -> Any:
+    """`sum_i f(chunks[i])` over the leading axis of the pytree `chunks`, in a `lax.scan`.
+
+    The sum starts from zeros of `f`'s output shape (traced, not run), so the
+    program holds `f` once, inside the loop.
+    """
+    shapes = jax.eval_shape(f, jax.tree.map(lambda a: a[0], chunks))
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def step(total, chunk):
-        return jax.tree.map(jnp.add, total, loop_chunk_sum(*chunk)), None
+        return jax.tree.map(jnp.add, total, f(chunk)), None
 
-    total, _ = jax.lax.scan(step, zeros, (items, weights))
+    total, _ = jax.lax.scan(step, zeros, chunks)
     return total
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from interp._checks import check_positive_int
-from interp.attribution._chunks import even_chunks, fold, repeat_per_example, unfold
+from interp.attribution._chunks import even_chunks, fold, repeat_per_example, scan_sum, unfold
 from interp.attribution._core import (
     ScoreFn,
     Target,
@@ -108,10 +108,7 @@ def _scan_chunks(chunk_total: Callable, starts: np.ndarray, chunk_size: int | No
     padded = jnp.asarray(padded.reshape(chunks, size, 2))
     if chunks == 1:
         return chunk_total(padded[0])
-    # From zeros of the chunk's traced output shape, so the program holds the chunk once, inside the loop.
-    shape = jax.eval_shape(chunk_total, padded[0])
-    total, _ = jax.lax.scan(lambda t, c: (t + chunk_total(c), None), jnp.zeros(shape.shape, shape.dtype), padded)
-    return total
+    return scan_sum(chunk_total, padded)
 
 
 def _positions(h: int, w: int, window, stride) -> tuple[np.ndarray, np.ndarray]:
