@@ -43,8 +43,8 @@ def _input_grad(conv):
     return grad
 
 
-def _uses_ynnpack(fn, *args) -> bool:
-    return "ynn_fusion" in jax.jit(fn).lower(*args).compile().as_text()
+def _uses_ynnpack(jitted, *args) -> bool:
+    return "ynn_fusion" in jitted.lower(*args).compile().as_text()
 
 
 def main() -> None:
@@ -77,11 +77,14 @@ def main() -> None:
             ("forward", conv, (x, kernel)),
             ("input gradient", _input_grad(conv), (x, kernel, cotangent)),
         ]:
-            ms, cpu = measure(jax.jit(fn), *fn_args, repeats=args.repeats)
-            ynn = "yes" if _uses_ynnpack(fn, *fn_args) else "no"
+            jitted = jax.jit(fn)
+            ms, cpu = measure(jitted, *fn_args, repeats=args.repeats)
+            ynn = "yes" if _uses_ynnpack(jitted, *fn_args) else "no"
+            # os.times counts CPU time in clock ticks: a few short calls can read as none.
+            per_core = f"{flops / ms / 1e6 / cpu:.0f}" if cpu > 0 else "-"
             print(
                 f"| {name} | {h}x{w}x{c} | {features} | {stride} | {pass_name} | {ms:.2f} | "
-                f"{flops / ms / 1e6:.0f} | {cpu:.2f} | {flops / ms / 1e6 / cpu:.0f} | {ynn} |"
+                f"{flops / ms / 1e6:.0f} | {cpu:.2f} | {per_core} | {ynn} |"
             )
 
 
