@@ -87,7 +87,7 @@ def _force_host_devices(count: int) -> None:
 
 def _shard(model, x, target):
     """The batch split over every device, the model replicated (as `interp.train` shards)."""
-    from interp.train import data_mesh, replicate, shard_batch
+    from interp.sharding import data_mesh, replicate, shard_batch
 
     mesh = data_mesh()
     if len(x) % mesh.devices.size:

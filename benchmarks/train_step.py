@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from interp import sharding
 from interp import train as trainlib
 from interp.nets import zoo
 
@@ -21,18 +22,18 @@ def time_steps(name: str, size: int, batch_size: int, repeats: int) -> np.ndarra
     """Seconds per training step of zoo model `name` at `size` px, after one compile step."""
     module = zoo.create(name, num_classes=10)
     tx = optax.adamw(1e-3)
-    mesh = trainlib.data_mesh()
-    state = trainlib.replicate(
+    mesh = sharding.data_mesh()
+    state = sharding.replicate(
         trainlib.create_train_state(module, tx, jnp.zeros((1, size, size, 3)), seed=0), mesh
     )
     step = jax.jit(
         trainlib.make_train_step(module, tx),
-        in_shardings=(trainlib.replicated(mesh), trainlib.batch_sharding(mesh)),
+        in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
         donate_argnums=0,
     )
     keys = jax.random.split(jax.random.key(0), repeats + 1)
     batches = [
-        trainlib.shard_batch(
+        sharding.shard_batch(
             {"image": jax.random.uniform(k, (batch_size, size, size, 3)), "label": jnp.arange(batch_size) % 10},
             mesh,
         )

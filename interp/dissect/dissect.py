@@ -33,7 +33,7 @@ from interp.dissect.tally import CONVENTIONS, Accumulator, tally_batch
 from interp.dissect.upsample import UPSAMPLING, bands, upsample, upsampling_matrices
 from interp.featviz.examples import top_k_init, top_k_update
 from interp.featviz.receptive_field import receptive_fields
-from interp.train.mesh import batch_sharding, replicated
+from interp.sharding import batch_sharding, check_mesh, replicated
 
 QUANTILE = 0.005  # Bau et al. 2017: a unit is "on" at its top 0.5% of activations.
 
@@ -65,14 +65,14 @@ def dissect(
       iou_threshold: IoU above which a unit is a detector.
       batch_size: images per step (a multiple of the mesh's devices).
       top_images: top-activating images kept per unit.
-      mesh: a one-axis 'data' mesh (`interp.train.data_mesh`) to shard batches over.
+      mesh: a mesh with the axis 'data' (`interp.sharding.data_mesh()`) to shard batches over.
 
     Returns:
       `{layer: LayerDissection}` in the order given.
     """
     # Params placed (committed) here, so that a model restored from a checkpoint and a freshly
     # initialised one share the compiled steps: uncommitted params recompiled them all (2.6 s).
-    model = jax.device_put(nets.as_model(model), jax.devices()[0] if mesh is None else replicated(mesh))
+    model = jax.device_put(nets.as_model(model), jax.devices()[0] if mesh is None else replicated(check_mesh(mesh)))
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
         raise ValueError("layers: expected at least one layer name")

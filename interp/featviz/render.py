@@ -16,9 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
-from interp import nets
+from interp import nets, sharding
 from interp.featviz import param as param_lib
 from interp.featviz import transforms as transforms_lib
 from interp.featviz.objectives import INPUT, Objective, as_objective
@@ -177,7 +176,6 @@ def render_each(
     key: jax.Array,
     *,
     mesh: jax.sharding.Mesh | None = None,
-    axis: str | None = None,
     **options,
 ) -> Rendering:
     """Renders one objective per index in a single compiled, vmapped call.
@@ -193,8 +191,9 @@ def render_each(
         common leading axis also works, e.g. positions and vectors).
       key: draws each step's transform (shared by all objectives) and each
         objective's start image.
-      mesh: shard the objectives over this mesh's `axis` (default: its first
-        axis); `n` is padded to a multiple of that axis's size and trimmed back.
+      mesh: shard the objectives over this mesh's 'data' axis
+        (`interp.sharding.data_mesh()`); `n` is padded to a multiple of that
+        axis's size and trimmed back.
       options: `make_render`'s keyword arguments.
 
     Returns:
@@ -206,17 +205,14 @@ def render_each(
     if mesh is None:
         return jax.jit(run)(model, indices, key)
 
-    axis = mesh.axis_names[0] if axis is None else axis
-    if axis not in mesh.axis_names:
-        raise ValueError(f"axis: {axis!r} is not an axis of the mesh {mesh.axis_names}")
-    missing = -n % mesh.shape[axis]
+    missing = -n % sharding.check_mesh(mesh).shape[sharding.AXIS]
 
     def pad(a):
         # Repeat the last objective so every device gets an equal share; trimmed below.
         a = jnp.asarray(a)
         return jnp.concatenate([a, jnp.repeat(a[-1:], missing, axis=0)]) if missing else a
 
-    split, replicated = NamedSharding(mesh, PartitionSpec(axis)), NamedSharding(mesh, PartitionSpec())
+    split, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
     sharded = jax.jit(run, in_shardings=(replicated, split, replicated), out_shardings=split)
     rendering = sharded(model, jax.tree.map(pad, indices), key)
     if missing:

@@ -13,7 +13,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from interp.train import mesh as meshlib
+from interp import sharding as meshlib
 from interp.train.checkpoint import Checkpoints
 from interp.train.state import TrainState, create_train_state
 from interp.train.step import ExtraLoss, make_eval_step, make_train_step, summarize

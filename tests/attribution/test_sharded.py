@@ -14,7 +14,7 @@ import pytest
 
 from interp import nets
 from interp.attribution import integrated_gradients, occlusion, saliency, smooth_grad
-from interp.train import data_mesh, replicate, shard_batch
+from interp.sharding import data_mesh, replicate, shard_batch
 
 DEVICES = jax.device_count()
 MODULE = nets.create("small_cnn", num_classes=4, channels=(4, 8, 8, 8))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from interp import featviz as fv
+from interp import sharding
 from interp.data import SynthParts
 from tests.trained import train_small_cnn
 
@@ -70,7 +71,7 @@ def test_render_each_equals_separate_renders(model):
 
 def test_render_each_sharded_over_a_mesh_equals_unsharded(model):
     assert jax.device_count() == 8  # tests/conftest.py forces 8 CPU devices
-    mesh = jax.make_mesh((8,), ("objectives",))
+    mesh = sharding.data_mesh()
     options = {"param": fv.image(24), "steps": 8, "transforms": fv.compose(fv.pad(4), fv.jitter(4))}
     channels = jnp.arange(10)  # not a multiple of 8: padded and trimmed
     key = jax.random.key(1)
@@ -78,6 +79,9 @@ def test_render_each_sharded_over_a_mesh_equals_unsharded(model):
     sharded = fv.render_each(model, lambda c: fv.channel("relu3", c), channels, key, mesh=mesh, **options)
     assert sharded.images.shape == plain.images.shape == (10, 1, 1, 24, 24, 3)
     np.testing.assert_allclose(sharded.images, plain.images, atol=1e-5)
+    with pytest.raises(ValueError, match="mesh: expected a mesh with an axis named 'data'"):
+        fv.render_each(model, lambda c: fv.channel("relu3", c), channels, key,
+                       mesh=jax.make_mesh((8,), ("objectives",)), **options)
 
 
 def test_class_probability_render_is_classified_as_that_class(model):

@@ -9,6 +9,7 @@ import optax
 import pytest
 from flax import linen as nn
 
+from interp import sharding
 from interp import train as trainlib
 
 BATCH = 16
@@ -90,8 +91,8 @@ def test_interrupted_run_loses_nothing_and_resumes_identically(tmp_path):
 
 def test_mesh_of_eight_equals_one_device(tmp_path):
     assert jax.device_count() == 8, "conftest forces 8 CPU devices"
-    one = run(tmp_path / "one", 1, mesh=trainlib.data_mesh(jax.devices()[:1]))
-    eight = run(tmp_path / "eight", 1, mesh=trainlib.data_mesh())
+    one = run(tmp_path / "one", 1, mesh=sharding.data_mesh(jax.devices()[:1]))
+    eight = run(tmp_path / "eight", 1, mesh=sharding.data_mesh())
     assert len(eight.params["Conv_0"]["kernel"].sharding.device_set) == 8
     # Only the order of the batch reductions differs: float32 round-off.
     for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight), strict=True):

@@ -1,9 +1,12 @@
-"""Data parallelism over a device mesh: one code path from one CPU to many hosts.
+"""Meshes and shardings for every family: one code path from one CPU to many hosts.
 
-The batch axis is sharded over the mesh axis 'data'; the training state is
-replicated. Each process produces only its own slice of every global batch
-(`local_batch_slice`) and `shard_batch` assembles the global array, so a laptop
-(a mesh of one device) and a multi-host pod run the same code.
+One mesh axis, `AXIS` ('data'), carries whatever a call is batched over:
+the examples of a training or dissection batch, the objectives of
+`featviz.render_each`, the images an attribution explains. Parameters and
+other shared state are replicated. Each process produces only its own slice
+of every global batch (`local_batch_slice`) and `shard_batch` assembles the
+global array, so a laptop (a mesh of one device) and a multi-host pod run the
+same code.
 """
 
 from typing import Any
@@ -12,20 +15,30 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-DATA_AXIS = "data"
+AXIS = "data"
 
 
 def data_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-    """A one-axis mesh named 'data' over `devices` (default: every device of every process)."""
+    """A one-axis mesh named `AXIS` over `devices` (default: every device of every process)."""
     devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+    return Mesh(np.asarray(devices), (AXIS,))
+
+
+def check_mesh(mesh: Mesh, argument: str = "mesh") -> Mesh:
+    """Returns `mesh` if it has the axis `AXIS`; otherwise a `ValueError` naming `argument`."""
+    if AXIS not in mesh.axis_names:
+        raise ValueError(f"{argument}: expected a mesh with an axis named {AXIS!r} "
+                         f"(interp.sharding.data_mesh()), got axes {mesh.axis_names}")
+    return mesh
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    """Arrays split on their leading axis over the mesh's `AXIS`."""
+    return NamedSharding(mesh, PartitionSpec(AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """Arrays placed whole on every device of the mesh."""
     return NamedSharding(mesh, PartitionSpec())
 
 
