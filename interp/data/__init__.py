@@ -1,6 +1,7 @@
 """Datasets: the embedded SynthParts dataset with ground truth, and readers for real data."""
 
 from interp.data.synthparts import SynthParts
+from interp.data.stream import BatchSource, check_source, epoch_indices, pass_indices, sized
 from interp.data._source import Field, Source
 from interp.data.broden import Broden, decode_label_png
 from interp.data.cub import CUB200
@@ -9,6 +10,11 @@ from interp.data.voc_part import ANIMAL_CLASSES, ANIMAL_PART_GROUPS, ICNN_LANDMA
 from interp.data.tfds_sources import TFDS_SOURCES, TfdsSource, tfds_source
 
 __all__ = [
+    "BatchSource",
+    "check_source",
+    "epoch_indices",
+    "pass_indices",
+    "sized",
     "SynthParts",
     "Source",
     "Field",
