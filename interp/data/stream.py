@@ -46,16 +46,21 @@ def check_source(source: Any, argument: str = "data") -> BatchSource:
     return source
 
 
-def epoch_indices(step: int, batch_size: int, num_examples: int, seed: int) -> np.ndarray:
-    """The example indices int32 [batch_size] of global batch `step` of shuffled epochs.
+def epoch_indices(step: int, batch_size: int, num_examples: int, seed: int = 0, *,
+                  shuffle: bool = True) -> np.ndarray:
+    """The example indices int32 [batch_size] of global batch `step` of an endless stream of epochs.
 
     Epoch `e` visits `range(num_examples)` in the order
-    `np.random.default_rng([seed, e]).permutation(num_examples)`; batches run
-    across epoch boundaries, so batch `step` holds positions
-    `step * batch_size ... + batch_size - 1` of the concatenated epochs.
+    `np.random.default_rng([seed, e]).permutation(num_examples)` (in index
+    order with `shuffle=False`, e.g. for SynthParts, whose examples are
+    already independent draws); batches run across epoch boundaries, so batch
+    `step` holds positions `step * batch_size ... + batch_size - 1` of the
+    concatenated epochs.
     """
     positions = step * batch_size + np.arange(batch_size)
     epochs, offsets = np.divmod(positions, num_examples)
+    if not shuffle:
+        return offsets.astype(np.int32)
     order = {int(e): np.random.default_rng([seed, int(e)]).permutation(num_examples) for e in np.unique(epochs)}
     return np.array([order[int(e)][o] for e, o in zip(epochs, offsets)], np.int32)
 

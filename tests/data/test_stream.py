@@ -22,8 +22,9 @@ def test_epoch_indices_visit_each_example_once_per_epoch(num_examples, batch_siz
                                   np.random.default_rng([seed, first_epoch]).permutation(num_examples))
 
 
-def test_epoch_indices_depend_on_the_seed():
+def test_epoch_indices_depend_on_the_seed_unless_in_order():
     assert not np.array_equal(epoch_indices(0, 64, 64, 0), epoch_indices(0, 64, 64, 1))
+    np.testing.assert_array_equal(epoch_indices(3, 8, 20, 0, shuffle=False), (24 + np.arange(8)) % 20)
 
 
 @given(st.integers(1, 50), st.integers(1, 16), st.integers(0, 7))
