@@ -58,13 +58,23 @@ def compute_maps(model: nets.Model, images, labels, key, batch_size: int = 64) -
     return maps
 
 
-def attribution_figure(model: nets.Model, data: SynthParts, count: int = 6, key: jax.Array | None = None):
-    """The grid of every method's maps for the first `count` images of `data`, titled by class."""
-    batch = data.batch(jnp.arange(count, dtype=jnp.int32))
-    maps = compute_maps(model, batch["image"], batch["label"], jax.random.key(0) if key is None else key)
-    titles = [data.class_names[k] for k in np.asarray(batch["label"])]
+def attribution_figure(
+    model: nets.Model, data: SynthParts, count: int = 6, key: jax.Array | None = None, candidates: int = 64
+):
+    """Every method's maps for the first held-out image of each class (of the first `candidates`), one row each.
+
+    The maps explain the true class's logit, whatever the prediction; each row
+    says whether the prediction is right.
+    """
+    batch = data.batch(jnp.arange(candidates, dtype=jnp.int32))
+    rows = viz.first_of_each_class(np.asarray(batch["label"]), count)
+    images, labels = batch["image"][rows], batch["label"][rows]
+    maps = compute_maps(model, images, labels, jax.random.key(0) if key is None else key)
     return viz.attribution_grid(
-        np.asarray(batch["image"]), maps, titles, overlay=("Grad-CAM", "Grad-CAM++", "occlusion")
+        np.asarray(images), maps, np.asarray(labels), np.asarray(jax.nn.softmax(model(images))), data.class_names,
+        overlay=("Grad-CAM", "Grad-CAM++", "occlusion"),
+        title="Rows: the first held-out image of each class; p is the predicted class's softmax probability. "
+        "Every map explains the TRUE class's logit (target = label), whether the prediction is right or wrong.",
     )
 
 

@@ -1,6 +1,6 @@
 """Figures. Each function returns a matplotlib Figure; the caller decides where it goes."""
 
-from interp.viz.attribution import attribution_grid, heatmap
+from interp.viz.attribution import attribution_grid, first_of_each_class, heatmap, prediction_title
 from interp.viz.dissect import dissection_figure, feature_map_grid
 from interp.viz.featviz import (
     activation_grid_figure,
@@ -16,8 +16,10 @@ __all__ = [
     "channel_grid",
     "dissection_figure",
     "feature_map_grid",
+    "first_of_each_class",
     "heatmap",
     "part_overlay_grid",
+    "prediction_title",
     "reconstruction_grid",
     "semantic_dictionary_figure",
     "training_curve",
