@@ -87,7 +87,7 @@ def semantic_figures(model: nets.Model, dataset: SynthParts, key, steps: int):
     stride = fv.receptive_fields(model, image)["relu3"].stride[0]
     semantic = viz.semantic_dictionary_figure(
         np.asarray(image[0]), position, stride, np.asarray(dictionary.channels[0]),
-        np.asarray(dictionary.values[0]), np.asarray(dictionary.visualizations[0]), layer="relu3",
+        np.asarray(dictionary.values[0]), np.asarray(dictionary.visualizations[0]), layer="relu3", render_layer="conv3",
     )
     grid = fv.activation_grid(model, "relu4", image[0], key, param=fv.image(24), steps=steps // 2)
     activation = viz.activation_grid_figure(np.asarray(image[0]), fv.grid_to_image(np.asarray(grid)), layer="relu4")
@@ -104,8 +104,16 @@ def run(model: nets.Model, dataset: SynthParts, workdir: pathlib.Path, config: F
         study = layer_study(model, dataset, layer, config, jax.random.fold_in(key, len(results["layers"])))
         seconds = time.perf_counter() - start
         titles = [f"{layer}:{c}  {r:.1f}x" for c, r in zip(study["channels"], study["ratio"])]
-        viz.channel_grid(study["images"], study["patches"], titles).savefig(workdir / f"featviz_{layer}.png", dpi=110)
         field = study["receptive_field"]
+        note = (
+            f"Titles '{layer}:c  N.Nx': channel c; its render (left) activates it N.N times as much (mean over "
+            f"positions) as the best of {config.examples} held-out images. top 1-{config.patches}: the images "
+            f"whose strongest position activates c most, cropped to that position's "
+            f"{field.size[0]}x{field.size[1]}-pixel receptive field (white: outside the image)."
+        )
+        viz.channel_grid(study["images"], study["patches"], titles, note=note).savefig(
+            workdir / f"featviz_{layer}.png", dpi=110
+        )
         results["layers"][layer] = {
             "channels": study["channels"].tolist(),
             "rendered_mean_activation": np.round(study["rendered"], 3).tolist(),
