@@ -12,7 +12,7 @@ from jax import lax
 
 from interp import dissect, nets
 from interp.data import Broden, SynthParts
-from interp.data._source import resize_nearest
+from interp.data._reader import resize_nearest
 from interp.sharding import data_mesh
 from tests.data.fixtures import write_broden
 from tests.dissect.reference import brute_force_counts
