@@ -167,3 +167,5 @@ def test_bad_arguments_name_what_was_expected():
         dissect.dissect(model, data, "relu2", batch_size=12, mesh=data_mesh())
     with pytest.raises(ValueError, match="num_examples: expected a positive int"):
         dissect.SynthPartsConcepts(SYNTH, num_examples=0)
+    with pytest.raises(ValueError, match="data: expected a batch source .*got list"):
+        dissect.dissect(model, [data.batch(np.arange(8))], "relu2")
