@@ -3,8 +3,9 @@
     python -m experiments.inversion --run runs/demo --workdir runs/inversion
 
 Reads the trained run (`make demo` writes runs/demo). For each layer, trains a
-decoder from the layer's features back to the image on SynthParts images the
-classifier never saw (indices from 100,000), for the trained network and for
+decoder from the layer's features back to the image on a pool of SynthParts
+images the classifier never saw (indices from 100,000), in shuffled epochs
+(`train_inverter`'s stream), for the trained network and for
 the same network at random initialization, and scores held-out images: the
 per-image mean squared pixel error against the mean-image baseline. Writes
 results.json, results.md and reconstructions.png (held-out images and their
