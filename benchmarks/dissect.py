@@ -48,7 +48,7 @@ from PIL import Image
 
 from benchmarks._timing import time_alternating
 from interp import dissect, nets
-from interp.data import SynthParts
+from interp.data import SynthParts, pass_indices
 from interp.data.synthparts import CONCEPT_CATEGORIES
 from interp.dissect.tally import Accumulator
 
@@ -84,13 +84,12 @@ def synthparts_labels(size: int, num_images: int, batch_size: int) -> LabelSet:
     source = dissect.SynthPartsConcepts(dataset, num_examples=num_images)
     offsets = dataset.concept_offsets()
     images, ids, masks, lite = [], [], [], []
-    for start in range(0, num_images, batch_size):
-        indices = np.arange(start, min(start + batch_size, num_images))
+    for indices, valid in pass_indices(num_images, batch_size):  # one batch shape, one compile
         batch = source.batch(indices)
-        images.append(np.asarray(batch.images))
-        ids.append(np.asarray(batch.ids))
-        masks.append(np.asarray(batch.masks))
-        raw = jax.device_get(dataset.batch(jnp.asarray(indices, jnp.int32)))
+        images.append(np.asarray(batch.images)[valid])
+        ids.append(np.asarray(batch.ids)[valid])
+        masks.append(np.asarray(batch.masks)[valid])
+        raw = jax.tree.map(lambda a: a[valid], jax.device_get(dataset.batch(indices)))
         # Global label number = concept id + 1; raw part/color/texture values are already 1-based.
         maps = {
             "object": np.where(raw["object_mask"], raw["label"][:, None, None] + 1, 0),
@@ -98,7 +97,7 @@ def synthparts_labels(size: int, num_images: int, batch_size: int) -> LabelSet:
             "color": np.where(raw["color"] > 0, raw["color"] + offsets["color"], 0),
             "texture": np.where(raw["texture"] > 0, raw["texture"] + offsets["texture"], 0),
         }
-        for b in range(len(indices)):
+        for b in range(int(valid.sum())):
             example = {category: maps[category][b].astype(np.int32) for category in _PIXEL_CATEGORIES}
             example["scene"] = [int(raw["scene"][b]) + offsets["scene"] + 1]
             lite.append(example)

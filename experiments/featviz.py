@@ -25,7 +25,7 @@ import numpy as np
 from experiments import train as train_experiment
 from interp import featviz as fv
 from interp import nets, viz
-from interp.data import SynthParts
+from interp.data import SynthParts, pass_indices
 
 LAYERS = ("conv2", "conv3", "conv4")
 
@@ -39,16 +39,14 @@ class FeatvizConfig:
     seed: int = 0
 
 
-def _held_out_batches(dataset: SynthParts, count: int, batch_size: int = 128):
-    for start in range(0, count, batch_size):
-        indices = jnp.arange(start, min(start + batch_size, count), dtype=jnp.int32)
-        yield dataset.batch(indices)["image"], indices
+BATCH = 128  # held-out images per step
 
 
 def dataset_channel_means(model: nets.Model, layer: str, dataset: SynthParts, count: int) -> np.ndarray:
     """[count, C] each held-out image's mean activation per channel (what `fv.channel` scores)."""
     mean = jax.jit(lambda x: model.activations(x, layer)[layer].mean((1, 2)))
-    return np.concatenate([np.asarray(mean(images)) for images, _ in _held_out_batches(dataset, count)])
+    return np.concatenate([np.asarray(mean(dataset.batch(indices)["image"]))[valid]
+                           for indices, valid in pass_indices(count, BATCH)])
 
 
 def layer_study(model: nets.Model, dataset: SynthParts, layer: str, config: FeatvizConfig, key) -> dict:
@@ -61,10 +59,10 @@ def layer_study(model: nets.Model, dataset: SynthParts, layer: str, config: Feat
     )
     images = rendering.images[:, -1, 0]
     rendered = np.asarray(model.activations(images, layer)[layer].mean((1, 2)))[np.arange(len(channels)), channels]
-    top = fv.dataset_examples(model, layer, _held_out_batches(dataset, config.examples), config.patches)
+    top = fv.dataset_examples(model, layer, dataset, config.patches, num_examples=config.examples, batch_size=BATCH)
     top = jax.tree.map(lambda a: a[channels], top)
     field = fv.receptive_fields(model, images[:1])[layer]
-    patches = fv.crop_patches(lambda i: dataset.batch(jnp.asarray(i, jnp.int32))["image"], top, field, fill=1.0)
+    patches = fv.crop_patches(dataset, top, field, fill=1.0)
     dataset_max = means[:, channels].max(0)
     return {
         "channels": channels,

@@ -3,8 +3,9 @@
     python -m experiments.inversion --run runs/demo --workdir runs/inversion
 
 Reads the trained run (`make demo` writes runs/demo). For each layer, trains a
-decoder from the layer's features back to the image on SynthParts images the
-classifier never saw (indices from 100,000), for the trained network and for
+decoder from the layer's features back to the image on a pool of SynthParts
+images the classifier never saw (indices from 100,000), in shuffled epochs
+(`train_inverter`'s stream), for the trained network and for
 the same network at random initialization, and scores held-out images: the
 per-image mean squared pixel error against the mean-image baseline. Writes
 results.json, results.md and reconstructions.png (held-out images and their
@@ -23,7 +24,7 @@ import numpy as np
 from experiments import train as train_experiment
 from interp import featviz as fv
 from interp import nets, viz
-from interp.data import SynthParts
+from interp.data import SynthParts, in_memory
 
 LAYERS = ("relu1", "pool1", "relu2", "pool2", "relu3", "relu4", "gap")
 DECODER_POOL = 100_000  # first index of the decoders' training images, far from the classifier's
@@ -35,9 +36,6 @@ def study(models: dict[str, nets.Model], data: SynthParts, held_out: SynthParts,
     pool = data.batch(DECODER_POOL + jnp.arange(pool_size, dtype=jnp.int32))["image"]
     test = held_out.batch(jnp.arange(test_size, dtype=jnp.int32))["image"]
 
-    def images_fn(step):
-        return jax.lax.dynamic_slice_in_dim(pool, (step * batch_size) % (pool_size - batch_size + 1), batch_size)
-
     baseline = np.asarray(fv.mean_image_error(pool, test))
     results = {"mean_image": {"error": float(baseline.mean()), "sem": float(baseline.std() / np.sqrt(test_size))}}
     inverters = {}
@@ -45,7 +43,7 @@ def study(models: dict[str, nets.Model], data: SynthParts, held_out: SynthParts,
         for layer in LAYERS:
             start = time.perf_counter()
             inverter, losses = fv.train_inverter(
-                model, layer, images_fn, key=jax.random.key(0), steps=steps, batch_size=batch_size
+                model, layer, in_memory(pool), key=jax.random.key(0), steps=steps, batch_size=batch_size
             )
             errors = np.asarray(fv.reconstruction_error(inverter, model, test))
             results[f"{kind}/{layer}"] = {

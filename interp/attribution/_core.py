@@ -117,6 +117,11 @@ def pull_back_each(pullback: Callable, scores: jax.Array) -> jax.Array:
     return jnp.moveaxis(grads, 0, 1)
 
 
+# What a method scores, shared by occlusion and the deletion/insertion metrics:
+# `fn`'s output as it is, or the target's softmax probability of logits.
+OUTPUTS = ("score", "probability")
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     """Returns `value` if it is one of `choices`, else raises a `ValueError` naming `name`."""
     if value not in choices:

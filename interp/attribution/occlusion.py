@@ -9,6 +9,7 @@ import numpy as np
 from interp._checks import check_positive_int
 from interp.attribution._chunks import even_chunks, fold, repeat_per_example, scan_sum, unfold
 from interp.attribution._core import (
+    OUTPUTS,
     ScoreFn,
     Target,
     check_batch,
@@ -16,8 +17,6 @@ from interp.attribution._core import (
     normalize_target,
     select_scores,
 )
-
-OCCLUSION_OUTPUTS = ("score", "probability")
 
 
 def occlusion(
@@ -56,7 +55,7 @@ def occlusion(
     window = _pair("window", window)
     stride = _pair("stride", stride)
     check_positive_int("chunk_size", chunk_size, allow_none=True)
-    check_choice("output", output, OCCLUSION_OUTPUTS)
+    check_choice("output", output, OUTPUTS)
 
     def attribute(x: jax.Array, target: Target = None) -> jax.Array:
         x = check_batch(fn, x)

@@ -1,8 +1,17 @@
 """Datasets: the embedded SynthParts dataset with ground truth, and readers for real data."""
 
 from interp.data.synthparts import SynthParts
-from interp.data.stream import BatchSource, check_source, epoch_indices, pass_indices, sized
-from interp.data._source import Field, Source
+from interp.data.stream import (
+    BatchSource,
+    batch_images,
+    check_source,
+    check_span,
+    epoch_indices,
+    in_memory,
+    pass_indices,
+    sized,
+)
+from interp.data._reader import Field, Reader
 from interp.data.broden import Broden, decode_label_png
 from interp.data.cub import CUB200
 from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
@@ -11,12 +20,15 @@ from interp.data.tfds_sources import TFDS_SOURCES, TfdsSource, tfds_source
 
 __all__ = [
     "BatchSource",
+    "batch_images",
     "check_source",
+    "check_span",
     "epoch_indices",
+    "in_memory",
     "pass_indices",
     "sized",
     "SynthParts",
-    "Source",
+    "Reader",
     "Field",
     "CUB200",
     "VOCPart",

@@ -15,7 +15,7 @@ A PNG label map encodes the global label number of each pixel as R + 256 * G
 (0 means unlabelled). Label maps have the segmentation size sh x sw, which may
 differ from the image's ih x iw.
 
-Example keys (pixel conventions of `interp.data._source`):
+Example keys (pixel conventions of `interp.data._reader`):
     'image' uint8 [ih, iw, 3];
     'seg/<category>' int32 [K, sh, sw]: the K label maps of that category
         (K varies per image, often 0);
@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from interp.data._source import IMAGE, KEEP, MASK, Example, ExampleSource, Field, load_rgb
+from interp.data._reader import IMAGE, KEEP, MASK, Example, Reader, Field, load_rgb
 
 _NAME = "Broden"
 _INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
@@ -92,7 +92,7 @@ class _Row(NamedTuple):
     labels: dict[str, tuple[int, ...]]
 
 
-class Broden(ExampleSource):
+class Broden(Reader):
     """Random-access reader of a Broden folder.
 
     Args:

@@ -11,7 +11,7 @@ Expected layout (as unpacked from CUB_200_2011.tgz):
     <root>/parts/part_locs.txt      image_id part_id x y visible
     <root>/images/<path>
 
-Example keys (pixel conventions of `interp.data._source`):
+Example keys (pixel conventions of `interp.data._reader`):
     'image' uint8 [H, W, 3]; 'label' int32 [] (0-based class);
     'bbox' float32 [4] (ymin, xmin, ymax, xmax); 'landmarks' float32 [P, 2]
     (row, col) with P = 15; 'landmark_visible' bool [P]; 'image_id' int32 []
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from interp.data._source import BOXES, IMAGE, KEEP, POINTS, Example, ExampleSource, Field, load_rgb
+from interp.data._reader import BOXES, IMAGE, KEEP, POINTS, Example, Reader, Field, load_rgb
 
 _NAME = "CUB-200-2011"
 _LAYOUT = "the CUB_200_2011 folder layout"
 SPLITS = ("train", "test", "all")
 
 
-class CUB200(ExampleSource):
+class CUB200(Reader):
     """Random-access reader of a CUB-200-2011 folder.
 
     Args:

@@ -6,7 +6,10 @@ examples, dissection, inversion) takes a *batch source*: an object with
     len(source)              # the number of examples
     source.batch(indices)    # a pytree of arrays, each with leading axis len(indices)
 
-SynthParts, `ConceptSet`s and `sized(reader, image_size)` are batch sources.
+SynthParts, the dissection concept sets (`dissect.SynthPartsConcepts`,
+`dissect.BrodenConcepts`), `sized(reader, image_size)` and `in_memory(arrays)`
+are batch sources. A consumer that reads only images takes a batch that is an
+image array or a dict with an 'image' entry (`batch_images`).
 Because a batch is a pure function of its indices, the caller decides the
 order: `epoch_indices` gives the indices of global batch `step` of an endless
 stream of shuffled epochs (so a resumed run sees the batches an uninterrupted
@@ -17,10 +20,13 @@ a multi-host run asks only for its own rows of those indices.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import jax
 import numpy as np
+
+from interp._checks import check_positive_int
 
 
 @runtime_checkable
@@ -44,6 +50,44 @@ def check_source(source: Any, argument: str = "data") -> BatchSource:
     if len(source) < 1:
         raise ValueError(f"{argument}: the batch source is empty")
     return source
+
+
+def check_span(source: BatchSource, num_examples: int | None, first: int = 0, argument: str = "data") -> int:
+    """The number of examples a pass over `source` from index `first` reads.
+
+    Args:
+      source: a batch source.
+      num_examples: examples to read, or None for all from `first` to `len(source)`.
+      first: the index of the first example.
+      argument: the name of `source` in the caller, for the errors.
+
+    Raises:
+      ValueError: `first` negative, `num_examples` not a positive int, or the
+        span `first ... first + num_examples - 1` past `len(source)`.
+    """
+    if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 0:
+        raise ValueError(f"first: expected a non-negative int, got {first!r}")
+    available = len(source) - int(first)
+    if num_examples is None:
+        if available < 1:
+            raise ValueError(f"first: expected an index below len({argument}) = {len(source)}, got {first}")
+        return available
+    count = check_positive_int("num_examples", num_examples)
+    if count > available:
+        raise ValueError(f"num_examples: expected first + num_examples <= len({argument}) = {len(source)}, "
+                         f"got {first} + {count}")
+    return count
+
+
+def batch_images(batch: Any, argument: str = "data") -> Any:
+    """The images [B, H, W, C] of a batch: the batch itself if it is an array, else its 'image' entry."""
+    images = batch.get("image") if isinstance(batch, Mapping) else batch
+    if len(getattr(images, "shape", ())) != 4:
+        got = f"a dict with keys {sorted(batch)}" if isinstance(batch, Mapping) and "image" not in batch else (
+            f"shape {list(images.shape)}" if hasattr(images, "shape") else type(images).__name__)
+        raise ValueError(f"{argument}: expected batches of images [B, H, W, C] or dicts with an 'image' entry, "
+                         f"got {got}")
+    return images
 
 
 def epoch_indices(step: int, batch_size: int, num_examples: int, seed: int = 0, *,
@@ -80,7 +124,7 @@ def pass_indices(num_examples: int, batch_size: int, first: int = 0) -> Iterator
 
 @dataclasses.dataclass(frozen=True)
 class sized:  # noqa: N801 -- reads as a function: sized(reader, 224)
-    """A dataset reader (`interp.data.ExampleSource`) as a batch source of `image_size` images.
+    """A dataset reader (`interp.data.Reader`) as a batch source of `image_size` images.
 
     Readers resize at batch time (`reader.batch(indices, image_size)`); this
     fixes the size so that the reader is a batch source like SynthParts.
@@ -102,3 +146,27 @@ class sized:  # noqa: N801 -- reads as a function: sized(reader, 224)
     @property
     def class_names(self) -> Sequence[str] | None:
         return self.reader.class_names
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class in_memory:  # noqa: N801 -- reads as a function: in_memory(images)
+    """Arrays already in memory as a batch source: `batch(indices)` takes those rows of every leaf.
+
+    For data computed beforehand (a fixed pool of images, a test's random
+    images): `in_memory(images)`, or `in_memory({"image": images, "label": labels})`.
+    """
+
+    arrays: Any
+
+    def __post_init__(self):
+        lengths = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(self.arrays)}
+        if not lengths or None in lengths or len(lengths) > 1:
+            shapes = [list(np.shape(leaf)) for leaf in jax.tree.leaves(self.arrays)]
+            raise ValueError(f"arrays: expected arrays with one leading length, got shapes {shapes}")
+
+    def __len__(self) -> int:
+        return int(np.shape(jax.tree.leaves(self.arrays)[0])[0])
+
+    def batch(self, indices: Sequence[int] | np.ndarray) -> Any:
+        indices = np.asarray(indices)
+        return jax.tree.map(lambda leaf: leaf[indices], self.arrays)

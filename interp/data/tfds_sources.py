@@ -3,7 +3,7 @@
 `tfds.data_source` reads a dataset prepared in the array_record format from a
 local `data_dir`; nothing is downloaded here (`download=False`). Each dataset is
 normalised to the `interp.data` example contract (pixel conventions of
-`interp.data._source`):
+`interp.data._reader`):
 
   cifar10            'image' uint8 [32, 32, 3], 'label' int32 []
   caltech_birds2011  'image', 'label' int32 [] (200 classes), 'bbox' float32 [4],
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from interp.data._source import BOXES, IMAGE, KEEP, MASK, POINTS, Example, ExampleSource, Field
+from interp.data._reader import BOXES, IMAGE, KEEP, MASK, POINTS, Example, Reader, Field
 
 CELEB_A_LANDMARKS = ("lefteye", "righteye", "nose", "leftmouth", "rightmouth")
 
@@ -79,7 +79,7 @@ def _is_prepared(tfds, name: str, data_dir: str) -> bool:
         return False
 
 
-class TfdsSource(ExampleSource):
+class TfdsSource(Reader):
     """A tfds dataset normalised to the `interp.data` example contract.
 
     Subclasses set `fields`, `class_feature` (the path of the ClassLabel
@@ -188,7 +188,7 @@ TFDS_SOURCES: dict[str, type[TfdsSource]] = {
 
 
 def tfds_source(name: str, *, split: str, data_dir: str | os.PathLike) -> TfdsSource:
-    """Opens a supported tfds dataset, prepared in `data_dir`, as an `interp.data` source.
+    """Opens a supported tfds dataset, prepared in `data_dir`, as an `interp.data` reader.
 
     Args:
         name: one of TFDS_SOURCES, optionally with config and version

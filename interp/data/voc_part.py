@@ -18,7 +18,7 @@ scipy's `squeeze_me`, a one-element struct array comes back as a bare struct,
 and an object without parts has an empty array.
 
 One example per object of the selected classes (object-level crops, as in the
-interpretable-CNN experiments), keys (pixel conventions of `interp.data._source`):
+interpretable-CNN experiments), keys (pixel conventions of `interp.data._reader`):
     'image' uint8 [h, w, 3]: the image cropped to the object mask's bounding box
         (grown by `margin` pixels, clipped to the image);
     'label' int32 []: index into `classes`;
@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.io
 
-from interp.data._source import IMAGE, KEEP, MASK, POINTS, Example, ExampleSource, Field, load_rgb
+from interp.data._reader import IMAGE, KEEP, MASK, POINTS, Example, Reader, Field, load_rgb
 
 _NAME = "PASCAL-Part"
 _LAYOUT = "the VOC2010 folder with PASCAL-Part's Annotations_Part/ unpacked into it"
@@ -93,7 +93,7 @@ class PartObject(NamedTuple):
     parts: tuple[tuple[str, np.ndarray], ...]
 
 
-class VOCPart(ExampleSource):
+class VOCPart(Reader):
     """Random-access reader of PASCAL-Part objects as cropped examples.
 
     Args:

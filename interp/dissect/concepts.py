@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from interp.data import Broden, SynthParts
-from interp.data._source import resize_image, resize_nearest
+from interp.data._reader import resize_image, resize_nearest
 from interp.data.synthparts import CONCEPT_CATEGORIES
 
 

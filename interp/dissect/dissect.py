@@ -26,6 +26,7 @@ from jax.sharding import Mesh
 
 from interp import nets
 from interp._checks import check_positive_int
+from interp.data.stream import check_source, pass_indices
 from interp.dissect.concepts import ConceptBatch
 from interp.dissect.quantile import thresholds_from_top, top_values_init, top_values_update, values_needed
 from interp.dissect.result import DETECTOR_IOU, LayerDissection
@@ -55,8 +56,9 @@ def dissect(
 
     Args:
       model: a `nets.Model` or anything `nets.as_model` accepts.
-      data: concept data (`SynthPartsConcepts`, `BrodenConcepts`, or any object
-        with `concepts`, `image_size`, `seg_size`, `__len__` and `batch`).
+      data: concept data: a batch source (`interp.data`) whose batches are
+        `ConceptBatch`es, with `concepts`, `image_size` and `seg_size`
+        (`SynthPartsConcepts`, `BrodenConcepts`).
       layers: one layer name or several, each with [b, h, w, K] activations.
       quantile: top fraction of each unit's activations that is "on".
       convention: "category" (NetDissect) or "lite" (NetDissect-Lite), the
@@ -82,6 +84,7 @@ def dissect(
         raise ValueError(f"upsampling: expected one of {UPSAMPLING}, got {upsampling!r}")
     if not 0 < quantile < 1:
         raise ValueError(f"quantile: expected a float in (0, 1), got {quantile}")
+    data = check_source(data, "data")
     check_positive_int("batch_size", batch_size)
     check_positive_int("top_images", top_images)
     if mesh is not None and batch_size % mesh.devices.size:
@@ -125,15 +128,9 @@ def dissect(
 
 
 def _batches(data: Any, batch_size: int, mesh: Mesh | None):
-    """(ConceptBatch, indices [B] (-1 for padding), valid [B]) of fixed size B over `data`."""
-    total = len(data)
-    for start in range(0, total, batch_size):
-        indices = np.arange(start, min(start + batch_size, total))
-        padded = np.concatenate([indices, np.zeros(batch_size - len(indices), indices.dtype)])
-        valid = np.arange(batch_size) < len(indices)
-        batch = data.batch(padded)
-        indices = np.where(valid, padded, -1).astype(np.int32)
-        arrays = (ConceptBatch(*batch), indices, valid)
+    """(ConceptBatch, indices [B] (-1 for padding), valid [B]) of fixed size B over one pass of `data`."""
+    for indices, valid in pass_indices(len(data), batch_size):
+        arrays = (ConceptBatch(*data.batch(indices)), np.where(valid, indices, -1).astype(np.int32), valid)
         if mesh is not None:
             arrays = jax.device_put(arrays, batch_sharding(mesh))
         yield arrays

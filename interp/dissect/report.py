@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from interp._checks import check_positive_int
+from interp.data.stream import pass_indices
 from interp.dissect.dissect import mask_function
 from interp.dissect.result import LayerDissection
 
@@ -121,9 +122,8 @@ def _strips(model: Any, dissection: LayerDissection, data: Any, count: int | Non
     wanted = np.unique(top[top >= 0])
     batch_size = min(batch_size, max(len(wanted), 1))
     masks_of = mask_function(model, dissection, (batch_size, *data.image_size, 3), size=(height, width))
-    for start in range(0, len(wanted), batch_size):
-        indices = wanted[start:start + batch_size]
-        padded = np.pad(indices, (0, batch_size - len(indices)), mode="edge")  # one shape for every batch
+    for positions, valid in pass_indices(len(wanted), batch_size):  # one shape for every batch
+        padded, indices = wanted[positions], wanted[positions[valid]]
         images = jnp.asarray(data.batch(padded).images, jnp.float32)
         masks = np.asarray(masks_of(images))  # [b, h, w, K]
         shown = np.asarray(jax.image.resize(images, (len(padded), height, width, 3), "linear"))

@@ -14,7 +14,6 @@ receptive field (`interp.featviz.receptive_field`).
 """
 
 import functools
-from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import jax
@@ -24,6 +23,7 @@ from jax import lax
 
 from interp import nets
 from interp._checks import check_positive_int
+from interp.data.stream import BatchSource, batch_images, check_source, check_span, pass_indices
 from interp.featviz.receptive_field import ReceptiveField
 
 MODES = ("images", "patches")
@@ -119,63 +119,57 @@ def _step(model: nets.Model, state: TopK, images: jax.Array, indices: jax.Array,
     return top_k_update(state, model.activations(images, layer)[layer], indices, mode=mode)
 
 
-def _as_batch(batch: Any, seen: int) -> tuple[jax.Array, np.ndarray]:
-    """`(images, indices)` from a batch given as such a pair or as images alone."""
-    if isinstance(batch, (tuple, list)):
-        if len(batch) != 2:
-            raise ValueError(f"batches: expected (images, indices) pairs or image arrays, got {len(batch)} items")
-        images, indices = jnp.asarray(batch[0]), np.asarray(batch[1])
-    else:
-        images = jnp.asarray(batch)
-        indices = np.arange(seen, seen + len(images))
-    if indices.shape != images.shape[:1] or not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(f"batches: expected integer indices [{len(images)}], got {indices.dtype} {list(indices.shape)}")
-    if indices.size and indices.min() < 0:
-        raise ValueError("batches: dataset indices must be non-negative")
-    return images, indices
-
-
 def dataset_examples(
-    model: Any, layer: str, batches: Iterable[Any], k: int, *, mode: str = "images"
+    model: Any,
+    layer: str,
+    data: BatchSource,
+    k: int,
+    *,
+    mode: str = "images",
+    batch_size: int = 64,
+    num_examples: int | None = None,
+    first: int = 0,
 ) -> TopK:
-    """The top-k dataset examples of every channel of `layer`, over a stream of batches.
+    """The top-k dataset examples of every channel of `layer`, over one ordered pass of a batch source.
 
     Each batch runs the model's forward pass and the top-k update as one
-    jitted step. Smaller batches (e.g. a ragged last one) are padded to the
-    first batch's size, so they reuse its compiled step.
+    jitted step; the last batch is padded (`interp.data.pass_indices`), so
+    every batch reuses one compiled step.
 
     Args:
       model: a `nets.Model` or anything `nets.as_model` accepts.
       layer: a named layer with [b, h, w, C] or [b, C] activations.
-      batches: iterable of `(images [B, H, W, 3], indices [B])`, or of images
-        alone (indices then count from 0 in stream order).
+      data: a batch source (`interp.data`) whose batches are images
+        [B, H, W, 3] or dicts with an 'image' entry (SynthParts,
+        `sized(reader, S)`, `in_memory(images)`); only images are read.
       k: examples kept per unit.
       mode: "images" or "patches" (see `top_k_update`).
+      batch_size: images per step (at most `num_examples`).
+      num_examples: examples searched, `first ... first + num_examples - 1`;
+        None searches all of `data` from `first`.
+      first: the index of the first example searched.
 
     Returns:
-      A `TopK` with C units.
+      A `TopK` with C units; its indices are indices of `data`, so
+      `crop_patches(data, top, field)` cuts the patches out of the same images.
     """
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
     model = nets.as_model(model)
-    state, size, seen = None, 0, 0
-    for batch in batches:
-        images, indices = _as_batch(batch, seen)
-        seen += len(images)
+    data = check_source(data, "data")
+    count = check_span(data, num_examples, first, "data")
+    batch_size = min(check_positive_int("batch_size", batch_size), count)
+    state = None
+    for indices, valid in pass_indices(count, batch_size, first):
+        images = jnp.asarray(batch_images(data.batch(indices), "data"))
         if state is None:
-            state, size = top_k_init(model.layer_shape(images, layer).shape[-1], k), len(images)
-        if len(images) < size:
-            pad = size - len(images)
-            images = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])
-            indices = np.concatenate([indices, np.full(pad, -1, indices.dtype)])
-        state = _step(model, state, images, jnp.asarray(indices, jnp.int32), layer=layer, mode=mode)
-    if state is None:
-        raise ValueError("batches: expected at least one batch, got none")
+            state = top_k_init(model.layer_shape(images, layer).shape[-1], k)
+        state = _step(model, state, images, jnp.asarray(np.where(valid, indices, -1)), layer=layer, mode=mode)
     return state
 
 
 def crop_patches(
-    images: jax.Array | Callable[[jax.Array], jax.Array],
+    data: BatchSource,
     top_k: TopK,
     receptive_field: ReceptiveField,
     *,
@@ -191,9 +185,9 @@ def crop_patches(
     the whole image.
 
     Args:
-      images: all images [N, H, W, 3] indexed by dataset index, or a function
-        `images_of(indices [n]) -> [n, H, W, 3]` (e.g.
-        `lambda i: data.batch(i)["image"]`), called once on the distinct indices.
+      data: the batch source `top_k` was computed on (see `dataset_examples`);
+        its images are read once, in one batch of the distinct indices (for
+        images already in memory: `interp.data.in_memory(images)`).
       top_k: the examples, for C units and k each.
       receptive_field: the field of the layer `top_k` was computed on.
       fill: value of out-of-image pixels.
@@ -208,13 +202,11 @@ def crop_patches(
     valid = indices >= 0
     if not receptive_field.is_global and (positions[valid] < 0).any():
         raise ValueError("top_k: positions are -1 (a layer without spatial dims) but the receptive field is local")
+    data = check_source(data, "data")
     distinct, inverse = np.unique(np.where(valid, indices, 0), return_inverse=True)
-    if callable(images):
-        pool = jnp.asarray(images(jnp.asarray(distinct, jnp.int32)))
-    else:
-        pool = jnp.asarray(images)[distinct]
-    if pool.ndim != 4 or len(pool) != len(distinct):
-        raise ValueError(f"images: expected [n, H, W, C] images for {len(distinct)} indices, got {list(pool.shape)}")
+    pool = jnp.asarray(batch_images(data.batch(distinct.astype(np.int32)), "data"))
+    if len(pool) != len(distinct):
+        raise ValueError(f"data: expected [n, H, W, C] images for {len(distinct)} indices, got {list(pool.shape)}")
     crops = _crop(
         pool,
         jnp.asarray(inverse.reshape(-1)),

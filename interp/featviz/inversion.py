@@ -8,12 +8,15 @@ kept; a blurry or wrong reconstruction shows what it threw away. Unlike
 optimization-based inversion, one forward pass of the decoder inverts any
 features, and the reconstruction is the *expected* image given the features.
 
-    inverter, losses = train_inverter(model, "relu2", images_fn, key=key, steps=2000, batch_size=32)
+    inverter, losses = train_inverter(model, "relu2", data, key=key, steps=2000, batch_size=32)
     recon = inverter(model, images)                      # [b, H, W, 3]
     err = reconstruction_error(inverter, model, images)  # [b]
     base = mean_image_error(train_images, images)        # [b], the trivial decoder
 
-The model is frozen: only the decoder is trained, and features are computed
+`data` is a batch source (`interp.data`: SynthParts, `sized(reader, S)`,
+`in_memory(images)`); step `s` trains on the images of
+`epoch_indices(s, batch_size, ...)`, shuffled epochs over the examples. The
+model is frozen: only the decoder is trained, and features are computed
 inside the jitted step under `stop_gradient`.
 """
 
@@ -30,9 +33,8 @@ import numpy as np
 import optax
 
 from interp._checks import check_positive_int
+from interp.data.stream import BatchSource, batch_images, check_source, check_span, epoch_indices
 from interp.nets.adapter import Model
-
-ImagesFn = Callable[[int], jax.Array]
 
 _LEAK = 0.2  # leaky-ReLU slope of the paper's decoders
 
@@ -210,9 +212,9 @@ def _check_layer(model: Model, layer: str, images: jax.Array) -> jax.ShapeDtypeS
 
 
 def _check_images(images: jax.Array, batch_size: int) -> None:
-    if images.ndim != 4 or images.shape[0] != batch_size:
+    if images.shape[0] != batch_size:
         raise ValueError(
-            f"images_fn: expected images [batch_size={batch_size}, H, W, C], got shape {list(images.shape)}"
+            f"data: expected images [batch_size={batch_size}, H, W, C], got shape {list(images.shape)}"
         )
 
 
@@ -243,11 +245,15 @@ def make_inverter_step(decoder: nn.Module, layer: str, optimizer: optax.Gradient
 def train_inverter(
     model: Model,
     layer: str,
-    images_fn: ImagesFn,
+    data: BatchSource,
     *,
     key: jax.Array,
     steps: int,
     batch_size: int,
+    num_examples: int | None = None,
+    first: int = 0,
+    seed: int = 0,
+    shuffle: bool = True,
     optimizer: optax.GradientTransformation | None = None,
     decoder: nn.Module | None = None,
 ) -> tuple[Inverter, np.ndarray]:
@@ -256,10 +262,17 @@ def train_inverter(
     Args:
       model: the frozen network to invert.
       layer: a named layer of `model` with features [B, h, w, C] or [B, C].
-      images_fn: `images_fn(step) -> images [batch_size, H, W, 3]` in [0, 1].
+      data: a batch source whose batches are images [B, H, W, 3] in [0, 1] or
+        dicts with an 'image' entry; only images are read.
       key: PRNG key for the decoder's initialization.
       steps: optimizer steps.
-      batch_size: images per step (checked against `images_fn`).
+      batch_size: images per step.
+      num_examples: examples trained on, `first ... first + num_examples - 1`;
+        None trains on all of `data` from `first`.
+      first: the index of the first example trained on.
+      seed: the seed of the epochs' order (`interp.data.epoch_indices`).
+      shuffle: False visits the examples in index order, for sources whose
+        examples are already independent draws (SynthParts).
       optimizer: any optax transformation; defaults to `optax.adam(1e-3)`.
       decoder: a Linen module mapping features to [B, H, W, 3]; defaults to
         `UpConvDecoder(image_shape=(H, W))`.
@@ -269,26 +282,34 @@ def train_inverter(
       loss [steps] (mean squared pixel error, before each update).
 
     Raises:
-      ValueError: unknown `layer`, badly shaped images, a non-positive `steps`,
-        or a decoder whose output does not match the images.
+      ValueError: unknown `layer`, data that is no batch source of images, a
+        non-positive `steps`, or a decoder whose output does not match the images.
     """
     check_positive_int("steps", steps)
-    first = jnp.asarray(images_fn(0))
-    _check_images(first, batch_size)
-    _check_layer(model, layer, first)
-    decoder = decoder if decoder is not None else UpConvDecoder(image_shape=first.shape[1:3])
-    features = features_of(model, layer, first)
+    check_positive_int("batch_size", batch_size)
+    data = check_source(data, "data")
+    count = check_span(data, num_examples, first, "data")
+
+    def images_at(step: int) -> jax.Array:
+        indices = first + epoch_indices(step, batch_size, count, seed, shuffle=shuffle)
+        return jnp.asarray(batch_images(data.batch(indices), "data"))
+
+    first_images = images_at(0)
+    _check_images(first_images, batch_size)
+    _check_layer(model, layer, first_images)
+    decoder = decoder if decoder is not None else UpConvDecoder(image_shape=first_images.shape[1:3])
+    features = features_of(model, layer, first_images)
     feature_scale = jax.lax.rsqrt(jnp.mean(jnp.square(features)) + 1e-12)
     out = jax.eval_shape(decoder.init_with_output, key, features)[0]
-    if out.shape != first.shape:
-        raise ValueError(f"decoder: expected output shape {list(first.shape)}, got {list(out.shape)}")
+    if out.shape != first_images.shape:
+        raise ValueError(f"decoder: expected output shape {list(first_images.shape)}, got {list(out.shape)}")
     params = jax.jit(decoder.init)(key, features * feature_scale)
     optimizer = optimizer if optimizer is not None else optax.adam(1e-3)
     opt_state = optimizer.init(params)
     step_fn = make_inverter_step(decoder, layer, optimizer)
     losses = []
     for step in range(steps):
-        images = first if step == 0 else jnp.asarray(images_fn(step))
+        images = first_images if step == 0 else images_at(step)
         params, opt_state, loss = step_fn(model, params, opt_state, feature_scale, images)
         losses.append(loss)
     return Inverter(decoder, params, layer, feature_scale), np.asarray(jax.device_get(losses))
@@ -297,11 +318,15 @@ def train_inverter(
 def invert_layers(
     model: Model,
     layers: Sequence[str],
-    images_fn: ImagesFn,
+    data: BatchSource,
     *,
     key: jax.Array,
     steps: int,
     batch_size: int,
+    num_examples: int | None = None,
+    first: int = 0,
+    seed: int = 0,
+    shuffle: bool = True,
     optimizer: optax.GradientTransformation | None = None,
     decoder_fn: Callable[[str], nn.Module | None] = lambda layer: None,
 ) -> tuple[dict[str, Inverter], dict[str, np.ndarray]]:
@@ -317,7 +342,8 @@ def invert_layers(
     inverters, losses = {}, {}
     for i, layer in enumerate(layers):
         inverters[layer], losses[layer] = train_inverter(
-            model, layer, images_fn, key=jax.random.fold_in(key, i), steps=steps,
-            batch_size=batch_size, optimizer=optimizer, decoder=decoder_fn(layer),
+            model, layer, data, key=jax.random.fold_in(key, i), steps=steps, batch_size=batch_size,
+            num_examples=num_examples, first=first, seed=seed, shuffle=shuffle, optimizer=optimizer,
+            decoder=decoder_fn(layer),
         )
     return inverters, losses

@@ -22,7 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp.attribution._core import check_batch, check_target_range, normalize_target, select_scores
+from interp.attribution._core import (
+    OUTPUTS,
+    check_batch,
+    check_choice,
+    check_target_range,
+    normalize_target,
+    select_scores,
+)
 from interp.metrics.localization import pixel_map
 from interp.nets.adapter import Model
 
@@ -104,7 +111,7 @@ def _curve_fn(*, steps, insert, baseline, reduce, output, chunk_size, blur_sigma
             top = rank < count  # [b, h, w, 1]
             image = jnp.where(top, x, base) if insert else jnp.where(top, base, x)
             out = fn(image)
-            if output == "softmax":
+            if output == "probability":
                 out = jax.nn.softmax(out, axis=-1)
             return select_scores(out, target).astype(jnp.float32)
 
@@ -120,8 +127,7 @@ def _curves(fn, *, insert, steps, baseline, reduce, output, chunk_size, blur_sig
         raise ValueError(f"steps: expected a positive int, got {steps!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int | np.integer) or chunk_size < 1):
         raise ValueError(f"chunk_size: expected a positive int or None, got {chunk_size!r}")
-    if output not in ("softmax", "raw"):
-        raise ValueError(f"output: expected 'softmax' (probabilities of logits) or 'raw', got {output!r}")
+    check_choice("output", output, OUTPUTS)
     impl = _curve_fn(
         steps=steps, insert=insert, baseline=baseline, reduce=reduce, output=output,
         chunk_size=chunk_size, blur_sigma=blur_sigma,
@@ -141,8 +147,8 @@ def _curves(fn, *, insert, steps, baseline, reduce, output, chunk_size, blur_sig
         t = normalize_target(target, x.shape[0])
         if t is not None and t.ndim != 1:
             raise ValueError(f"target: expected an int or int [b], got shape {list(t.shape)}")
-        if t is None and output == "softmax":
-            raise ValueError("target: needed with output='softmax'; pass output='raw' for a score fn [b]")
+        if t is None and output == "probability":
+            raise ValueError("target: needed with output='probability'; pass output='score' for a score fn [b]")
         if np.shape(attribution)[0] != x.shape[0]:
             raise ValueError(
                 f"attribution: expected a batch of {x.shape[0]} maps like x, "
@@ -160,7 +166,7 @@ def deletion(
     steps: int = 32,
     baseline: Baseline = "zeros",
     reduce: str = "sum",
-    output: str = "softmax",
+    output: str = "probability",
     chunk_size: int | None = None,
     blur_sigma: float = 5.0,
 ) -> Callable[..., Curves]:
@@ -168,7 +174,7 @@ def deletion(
 
     Args:
       fn: a model or function, x [b, h, w, c] -> logits [b, classes] (or
-        scores [b] with `output="raw"` and no target).
+        scores [b] with `output="score"` and no target).
       steps: number of equal fractions; the curve has `steps + 1` points, from
         the full image (0 removed) to the baseline (all removed).
       baseline: what a removed pixel becomes: "zeros" (default), "blur"
@@ -177,8 +183,9 @@ def deletion(
       reduce: ranking of [b, h, w, c] maps by the "sum" or "abs" (sum of
         |values|) over channels. Maps [b, h', w'] (CAM) are ranked as they are;
         maps at a lower resolution are upsampled bilinearly first.
-      output: "softmax" scores the softmax probability of the target class;
-        "raw" scores `fn`'s output itself (logit, or a score with no target).
+      output: "probability" scores the softmax probability of the target class;
+        "score" scores `fn`'s output itself (logit, or a score with no target),
+        as in `attribution.occlusion`.
       chunk_size: steps evaluated at once (each step is a batch of b images);
         None evaluates all `steps + 1` at once.
       blur_sigma: sigma in pixels of the "blur" baseline.
@@ -200,7 +207,7 @@ def insertion(
     steps: int = 32,
     baseline: Baseline = "blur",
     reduce: str = "sum",
-    output: str = "softmax",
+    output: str = "probability",
     chunk_size: int | None = None,
     blur_sigma: float = 5.0,
 ) -> Callable[..., Curves]:

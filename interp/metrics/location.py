@@ -18,7 +18,7 @@ every image. It follows the official evaluation (`computeStability.m` and
 A filter that tracks a part keeps a fixed distance to its landmark, so lower is
 better (0 for a peak that moves rigidly with the part).
 
-    peaks = metrics.filter_peaks(model, "relu4", (ds.batch(i)["image"] for i in chunks))
+    peaks = metrics.filter_peaks(model, "relu4", ds, num_examples=512)
     result = metrics.location_instability(*peaks, landmarks[:, parts], visible[:, parts], (64, 64))
 
 Part interpretability (`part_interpretability`) is each filter's best IoU with
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import jax
@@ -37,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from interp import dissect, nets
+from interp._checks import check_positive_int
+from interp.data.stream import BatchSource, batch_images, check_source, check_span, pass_indices
 from interp.featviz.receptive_field import ReceptiveField, receptive_fields
 from interp.layers import interpretable
 
@@ -128,40 +129,40 @@ def _peaks_step(model: nets.Model, images: jax.Array, layer: str) -> tuple[jax.A
     return peak_positions(model.activations(images, layer)[layer])
 
 
-def filter_peaks(model: Any, layer: str, batches: Iterable[Any]) -> Peaks:
-    """Peaks of every filter of `layer` on every image, in image pixels.
+def filter_peaks(model: Any, layer: str, data: BatchSource, *, batch_size: int = 64,
+                 num_examples: int | None = None, first: int = 0) -> Peaks:
+    """Peaks of every filter of `layer` on every image of one ordered pass over `data`, in image pixels.
 
-    Each batch runs through one jitted step; the receptive field is computed
-    once, from the first batch.
+    Each batch runs through one jitted step (the last one padded, so all
+    share one compiled step); the receptive field is computed once.
 
     Args:
       model: a `nets.Model` or anything `nets.as_model` accepts.
       layer: a layer with activations [b, h, w, C].
-      batches: an iterable of image batches [B, H, W, 3], all of one (H, W)
-        (the last batch may be smaller).
+      data: a batch source (`interp.data`) whose batches are images
+        [B, H, W, 3] or dicts with an 'image' entry; only images are read.
+      batch_size: images per step (at most `num_examples`).
+      num_examples: images read, `first ... first + num_examples - 1`; None
+        reads all of `data` from `first`.
+      first: the index of the first image.
 
     Returns:
       `Peaks(positions [N, C, 2], scores [N, C])` for the N images in order.
     """
     model = nets.as_model(model)
-    positions, scores, field, size = [], [], None, None
-    for images in batches:
-        images = jnp.asarray(images)
-        if images.ndim != 4:
-            raise ValueError(f"batches: expected image batches [B, H, W, C], got shape {list(images.shape)}")
+    data = check_source(data, "data")
+    count = check_span(data, num_examples, first, "data")
+    batch_size = min(check_positive_int("batch_size", batch_size), count)
+    positions, scores, field = [], [], None
+    for indices, valid in pass_indices(count, batch_size, first):
+        images = jnp.asarray(batch_images(data.batch(indices), "data"))
         if field is None:
             model.spatial_layer_shape(images, layer)
-            size, field = images.shape[1:3], receptive_fields(model, images)[layer]
-        elif images.shape[1:3] != size:
-            raise ValueError(f"batches: expected every batch at the first batch's size {list(size)}, "
-                             f"got shape {list(images.shape)}")
+            field = receptive_fields(model, images)[layer]
         p, s = _peaks_step(model, images, layer)
-        positions.append(p)
-        scores.append(s)
-    if field is None:
-        raise ValueError("batches: expected at least one batch of images [B, H, W, C], got none")
-    positions = np.concatenate([np.asarray(p) for p in positions])
-    return Peaks(np.asarray(peaks_in_image(positions, field)), np.concatenate([np.asarray(s) for s in scores]))
+        positions.append(np.asarray(p)[valid])
+        scores.append(np.asarray(s)[valid])
+    return Peaks(np.asarray(peaks_in_image(np.concatenate(positions), field)), np.concatenate(scores))
 
 
 def location_instability(

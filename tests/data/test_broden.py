@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from interp.data._source import Source, resize_nearest
+from interp.data import Reader
+from interp.data._reader import resize_nearest
 from interp.data.broden import Broden, decode_label_png
 from tests.data.fixtures import BRODEN_CATEGORIES, encode_label_png, write_broden
 
@@ -26,7 +27,7 @@ def test_label_png_decodes_r_plus_256_g(tmp_path):
 def test_examples_read_back_exactly(broden, split, rows):
     root, truth = broden
     src = Broden(root, split=split)
-    assert isinstance(src, Source) and len(src) == len(rows)
+    assert isinstance(src, Reader) and len(src) == len(rows)
     assert src.categories == BRODEN_CATEGORIES
     for i, row in enumerate(rows):
         ex = src[i]

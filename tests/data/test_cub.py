@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from interp.data._source import Source
+from interp.data import Reader, check_source, sized
 from interp.data.cub import CUB200
 from tests.data.fixtures import write_cub
 
@@ -30,7 +30,7 @@ def test_split_selection(cub, split, ids):
 def test_examples_read_back_exactly(cub):
     root, truth = cub
     src = CUB200(root, split="all")
-    assert isinstance(src, Source)
+    assert isinstance(src, Reader)
     assert src.num_classes == 3 and list(src.class_names) == truth["class_names"]
     assert list(src.part_names) == truth["part_names"]
     for i in range(len(src)):
@@ -60,6 +60,11 @@ def test_batch_scales_landmarks_and_boxes_to_new_grid(cub):
                                    rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(batch["bbox"][row], _expected_bbox(truth["xywh"][i]) * np.tile(scale, 2),
                                    rtol=1e-6)
+    # At a fixed size the reader is a batch source, batching as the reader does.
+    source = check_source(sized(src, size), "data")
+    assert len(source) == len(src) and source.num_classes == src.num_classes
+    for key, value in source.batch(np.array([3, 1])).items():
+        np.testing.assert_array_equal(value, batch[key], err_msg=key)
 
 
 def test_crop_to_bbox_moves_landmarks_with_the_crop(cub):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from interp.data import SynthParts, check_source, epoch_indices, pass_indices
+from interp.data import SynthParts, batch_images, check_source, check_span, epoch_indices, in_memory, pass_indices
 
 
 @given(st.integers(1, 40), st.integers(1, 17), st.integers(0, 5), st.integers(0, 3))
@@ -43,3 +43,41 @@ def test_check_source_names_the_argument():
         check_source(lambda step, rows: {}, "data")
     with pytest.raises(ValueError, match="images: expected a batch source.*got list"):
         check_source([1, 2], "images")
+
+
+def test_in_memory_takes_rows_of_every_leaf_and_checks_lengths():
+    images, labels = np.arange(5 * 2 * 2 * 3).reshape(5, 2, 2, 3), np.arange(5) * 10
+    source = in_memory({"image": images, "label": labels})
+    assert check_source(source) is source and len(source) == 5
+    batch = source.batch(np.array([4, 0, 4]))
+    np.testing.assert_array_equal(batch["image"], images[[4, 0, 4]])
+    np.testing.assert_array_equal(batch["label"], [40, 0, 40])
+    np.testing.assert_array_equal(batch_images(batch), images[[4, 0, 4]])
+    with pytest.raises(ValueError, match=r"arrays: expected arrays with one leading length, got shapes \[\[5\], \[4\]\]"):
+        in_memory({"a": np.zeros(5), "b": np.zeros(4)})
+    with pytest.raises(ValueError, match="data: the batch source is empty"):
+        check_source(in_memory(np.zeros((0, 2))))
+
+
+def test_batch_images_reads_arrays_or_the_image_entry():
+    images = np.zeros((2, 4, 4, 3))
+    assert batch_images(images) is images and batch_images({"image": images, "label": 0}) is images
+    with pytest.raises(ValueError, match=r"source: expected batches of images .*got a dict with keys \['label'\]"):
+        batch_images({"label": np.zeros(2)}, "source")
+    with pytest.raises(ValueError, match=r"data: expected batches of images .*got shape \[2, 4\]"):
+        batch_images(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="data: expected batches of images .*got tuple"):
+        batch_images((images, np.arange(2)))
+
+
+def test_check_span_counts_examples_from_first_and_names_the_argument():
+    source = in_memory(np.zeros(10))
+    assert check_span(source, None) == 10 and check_span(source, None, 3) == 7 and check_span(source, 7, 3) == 7
+    with pytest.raises(ValueError, match=r"num_examples: expected first \+ num_examples <= len\(images\) = 10, got 3 \+ 8"):
+        check_span(source, 8, 3, "images")
+    with pytest.raises(ValueError, match=r"first: expected an index below len\(data\) = 10, got 10"):
+        check_span(source, None, 10)
+    with pytest.raises(ValueError, match="first: expected a non-negative int, got -1"):
+        check_span(source, 2, -1)
+    with pytest.raises(ValueError, match="num_examples: expected a positive int, got 0"):
+        check_span(source, 0)

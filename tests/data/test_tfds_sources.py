@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from interp.data._source import Source
+from interp.data import Reader
 from interp.data.tfds_sources import CELEB_A_LANDMARKS, tfds_source
 from tests.data.fixtures import write_tfds_dataset
 
@@ -72,7 +72,7 @@ def data(tmp_path_factory):
 def test_cifar10_reads_back_exactly_by_split(data, split):
     data_dir, truth = data
     src = tfds_source("cifar10", split=split, data_dir=data_dir)
-    assert isinstance(src, Source) and len(src) == len(truth["cifar10"][split])
+    assert isinstance(src, Reader) and len(src) == len(truth["cifar10"][split])
     assert src.num_classes == 10 and len(src.class_names) == 10  # names: from the prepared metadata
     for i, expected in enumerate(truth["cifar10"][split]):
         ex = src[i]

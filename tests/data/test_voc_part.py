@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from interp.data._source import Source
+from interp.data import Reader
 from interp.data.voc_part import (ANIMAL_CLASSES, ANIMAL_PART_GROUPS, ICNN_LANDMARK_GROUPS, VOC_CLASSES,
                                   VOCPart)
 from tests.data.fixtures import VOC_CLASSES as FIXTURE_VOC_CLASSES
@@ -45,7 +45,7 @@ def _assert_matches(ex, obj, classes):
 def test_examples_read_back_exactly(voc):
     root, truth = voc
     src = VOCPart(root)
-    assert isinstance(src, Source)
+    assert isinstance(src, Reader)
     assert src.class_names == ANIMAL_CLASSES and src.num_classes == 6
     assert src.part_names == ("head", "torso", "legs", "tail")
     expected = _expected(truth, ANIMAL_CLASSES)  # the person of image 1 is not an animal

@@ -12,7 +12,7 @@ from jax import lax
 
 from interp import dissect, nets
 from interp.data import Broden, SynthParts
-from interp.data._source import resize_nearest
+from interp.data._reader import resize_nearest
 from interp.sharding import data_mesh
 from tests.data.fixtures import write_broden
 from tests.dissect.reference import brute_force_counts
@@ -167,3 +167,5 @@ def test_bad_arguments_name_what_was_expected():
         dissect.dissect(model, data, "relu2", batch_size=12, mesh=data_mesh())
     with pytest.raises(ValueError, match="num_examples: expected a positive int"):
         dissect.SynthPartsConcepts(SYNTH, num_examples=0)
+    with pytest.raises(ValueError, match="data: expected a batch source .*got list"):
+        dissect.dissect(model, [data.batch(np.arange(8))], "relu2")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from interp import nets
-from interp.data import SynthParts
+from interp.data import SynthParts, epoch_indices, in_memory
 from interp.featviz.inversion import (
     UpConv,
     UpConvDecoder,
@@ -46,8 +46,9 @@ def images():
 @pytest.fixture(scope="module")
 def inverted(model, images):
     train, _ = images
-    images_fn = lambda step: train[(step * BATCH) % len(train):][:BATCH]
-    return invert_layers(model, ["relu1", "relu4"], images_fn, key=jax.random.key(1), steps=STEPS, batch_size=BATCH)
+    # In index order, step s trains on train[(s * BATCH) % 256:][:BATCH].
+    return invert_layers(model, ["relu1", "relu4"], in_memory(train), key=jax.random.key(1), steps=STEPS,
+                         batch_size=BATCH, shuffle=False)
 
 
 def test_inverter_beats_the_mean_image_and_early_layers_keep_more(model, images, inverted):
@@ -166,13 +167,54 @@ def test_mean_image_error_matches_numpy():
         mean_image_error(jnp.asarray(train[:, :2]), jnp.asarray(test))
 
 
+class _Recorded(in_memory):
+    """An in-memory source that records the indices it is asked for."""
+
+    def __init__(self, arrays):
+        super().__init__(arrays)
+        object.__setattr__(self, "calls", [])
+
+    def batch(self, indices):
+        self.calls.append(np.asarray(indices))
+        return super().batch(indices)
+
+
+def test_train_inverter_streams_shuffled_epochs_of_the_source(model, images):
+    train, _ = images
+    kw = {"key": jax.random.key(2), "steps": 6, "batch_size": BATCH}
+    recorded = _Recorded({"image": train})
+    _, losses = train_inverter(model, "relu1", recorded, num_examples=40, first=100, seed=3, **kw)
+    # Step s reads global batch s of shuffled epochs over examples 100 ... 139, as training streams do.
+    expected = [100 + epoch_indices(s, BATCH, 40, 3) for s in range(6)]
+    np.testing.assert_array_equal(np.stack(recorded.calls), np.stack(expected))
+    # The same images from another source give the same training.
+    _, again = train_inverter(model, "relu1", in_memory(train[100:140]), seed=3, **kw)
+    np.testing.assert_array_equal(losses, again)
+    # SynthParts itself, in index order, is the images the tests' pool holds.
+    synth = SynthParts(seed=0, image_size=SIZE, num_classes=6)
+    _, generated = train_inverter(model, "relu1", synth, num_examples=256, shuffle=False, **kw)
+    _, pooled = train_inverter(model, "relu1", in_memory(train), shuffle=False, **kw)
+    np.testing.assert_allclose(generated, pooled, rtol=1e-6)
+
+
+class _WrongRows(in_memory):
+    def batch(self, indices):
+        return super().batch(np.asarray(indices)[:-1])
+
+
 def test_bad_arguments_raise_named_errors(model):
-    ok = lambda step: jnp.zeros((BATCH, SIZE, SIZE, 3))
+    ok = in_memory(jnp.zeros((BATCH, SIZE, SIZE, 3)))
     kw = {"key": jax.random.key(0), "steps": 1, "batch_size": BATCH}
     with pytest.raises(ValueError, match=r"layer: unknown layer 'conv9'; known layers: conv1, relu1"):
         train_inverter(model, "conv9", ok, **kw)
-    with pytest.raises(ValueError, match=r"images_fn: expected images \[batch_size=16"):
-        train_inverter(model, "relu1", lambda step: jnp.zeros((BATCH, SIZE, SIZE)), **kw)
+    with pytest.raises(ValueError, match=r"data: expected images \[batch_size=16"):
+        train_inverter(model, "relu1", _WrongRows(jnp.zeros((BATCH, SIZE, SIZE, 3))), **kw)
+    with pytest.raises(ValueError, match=r"data: expected batches of images \[B, H, W, C\] .*got shape \[16, 32, 32\]"):
+        train_inverter(model, "relu1", in_memory(jnp.zeros((BATCH, SIZE, SIZE))), **kw)
+    with pytest.raises(ValueError, match="data: expected a batch source"):
+        train_inverter(model, "relu1", lambda step: jnp.zeros((BATCH, SIZE, SIZE, 3)), **kw)
+    with pytest.raises(ValueError, match=r"num_examples: expected first \+ num_examples <= len\(data\) = 16"):
+        train_inverter(model, "relu1", ok, num_examples=16, first=1, **kw)
     with pytest.raises(ValueError, match="steps: expected a positive int, got 0"):
         train_inverter(model, "relu1", ok, **{**kw, "steps": 0})
     with pytest.raises(ValueError, match=r"decoder: expected output shape \[16, 32, 32, 3\]"):

@@ -49,7 +49,7 @@ def test_curves_start_and_end_at_image_and_baseline(make):
     # A linear model with a zero baseline: removing the k largest contributions
     # leaves the smallest possible score, so the exact curve lies below any other.
     if make is metrics.deletion:
-        evaluate = make(fn, steps=7, output="raw")
+        evaluate = make(fn, steps=7, output="score")
         exact_curve = evaluate(x, exact, target=0).scores
         other = evaluate(x, jax.random.normal(jax.random.key(5), (B, H, W)), target=0).scores
         assert np.all(np.asarray(exact_curve) <= np.asarray(other) + 1e-5)
@@ -61,7 +61,7 @@ def test_auc_of_a_constant_curve_is_the_constant():
     const = lambda x: jnp.full((x.shape[0],), 0.25)  # noqa: E731
     x = jnp.ones((2, 5, 7, 3))  # 35 pixels over 4 steps: unequal fractions
     ranking = jax.random.normal(jax.random.key(0), (2, 5, 7))
-    curves = metrics.deletion(const, steps=4, output="raw")(x, ranking)
+    curves = metrics.deletion(const, steps=4, output="score")(x, ranking)
     np.testing.assert_allclose(curves.auc, 0.25, rtol=1e-6)
 
 
@@ -83,6 +83,11 @@ def test_errors_name_what_was_expected():
         metrics.deletion(fn)(x, exact, target=5)
     with pytest.raises(ValueError, match="baseline"):
         metrics.deletion(fn, baseline="noise")(x, exact, target=0)
+    # One vocabulary with attribution.occlusion's `output`.
+    with pytest.raises(ValueError, match="output: expected one of 'score', 'probability'; got 'softmax'"):
+        metrics.insertion(fn, output="softmax")
+    with pytest.raises(ValueError, match="target: needed with output='probability'"):
+        metrics.deletion(fn, output="probability")(x, exact)
 
 
 def test_curves_under_an_outer_jit_equal_eager():

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from jax import lax
 
 from interp import dissect, metrics, nets
+from interp.data import in_memory
 from interp.featviz import ReceptiveField, receptive_fields
 from tests.dissect.test_dissect import SYNTH, PlantedImages, pooled_by_2
 
@@ -122,12 +123,18 @@ def test_filter_peaks_agrees_with_the_manual_path_and_finds_planted_pixels():
     field = receptive_fields(model, images)["pool"]
     assert field == ReceptiveField(size=(3, 3), stride=(2, 2), start=(-1, -1))
 
-    peaks = metrics.filter_peaks(model, "pool", [images[:5], images[5:]])  # a ragged last batch
+    peaks = metrics.filter_peaks(model, "pool", in_memory(images), batch_size=5)  # a padded last batch
     positions, scores = metrics.peak_positions(model.activations(images, "pool")["pool"])
     np.testing.assert_array_equal(peaks.positions, metrics.peaks_in_image(positions, field))
     np.testing.assert_array_equal(peaks.scores, scores)
     np.testing.assert_array_equal(peaks.positions, pixels)
     np.testing.assert_array_equal(peaks.scores, np.ones((8, 3)))
+    # A span of a dict source: the same peaks as the old per-batch loop over those images.
+    span = metrics.filter_peaks(model, "pool", in_memory({"image": images}), batch_size=2, num_examples=5, first=3)
+    looped = [metrics.peak_positions(model.activations(images[s : s + 2], "pool")["pool"]) for s in (3, 5, 7)]
+    np.testing.assert_array_equal(span.positions,
+                                  metrics.peaks_in_image(np.concatenate([p for p, _ in looped]), field))
+    np.testing.assert_array_equal(span.scores, np.concatenate([s for _, s in looped]))
 
 
 @pytest.mark.slow  # SynthParts' generator compiles once per process (shared with tests/dissect)
@@ -183,15 +190,19 @@ def test_bad_inputs_name_what_was_expected():
         metrics.peaks_in_image(np.zeros((2, 3), np.int32), ReceptiveField((1, 1), (1, 1), (0, 0)))
 
     model = nets.from_function(pooled_max)
-    with pytest.raises(ValueError, match="batches: expected at least one batch"):
-        metrics.filter_peaks(model, "pool", [])
-    with pytest.raises(ValueError, match=r"batches: expected every batch at the first batch's size \[8, 8\]"):
+    with pytest.raises(ValueError, match="data: the batch source is empty"):
+        metrics.filter_peaks(model, "pool", in_memory(np.zeros((0, 8, 8, 3))))
+    with pytest.raises(ValueError, match="data: expected a batch source .*got list"):
         metrics.filter_peaks(model, "pool", [np.zeros((2, 8, 8, 3)), np.zeros((2, 6, 6, 3))])
+    with pytest.raises(ValueError, match=r"data: expected batches of images \[B, H, W, C\] .*got shape \[2, 8, 8\]"):
+        metrics.filter_peaks(model, "pool", in_memory(np.zeros((2, 8, 8))))
+    with pytest.raises(ValueError, match="first: expected an index below len\\(data\\) = 2, got 2"):
+        metrics.filter_peaks(model, "pool", in_memory(np.zeros((2, 8, 8, 3))), first=2)
     with pytest.raises(ValueError, match="unknown layer 'conv9'"):
-        metrics.filter_peaks(model, "conv9", [np.zeros((2, 8, 8, 3))])
+        metrics.filter_peaks(model, "conv9", in_memory(np.zeros((2, 8, 8, 3))))
     flat = nets.from_function(lambda x: nets.tap(x.mean((1, 2)), "mean"))
     with pytest.raises(ValueError, match=r"layer: 'mean' is not a spatial layer \[b, h, w, c\]; its shape is \[2, 3\]"):
-        metrics.filter_peaks(flat, "mean", [np.zeros((2, 8, 8, 3))])
+        metrics.filter_peaks(flat, "mean", in_memory(np.zeros((2, 8, 8, 3))))
     with pytest.raises(ValueError, match="data: expected concepts with a 'part' category"):
         metrics.part_interpretability(model, "pool", _NoParts())
     with pytest.raises(ValueError, match="layer: expected one layer name"):

@@ -1,11 +1,14 @@
-"""The contract every dataset reader in `interp.data` honours, and its batching.
+"""`Reader`, the base of every real-data reader in `interp.data`, and its batching.
 
-A source is a random-access sequence of examples:
+A reader is a random-access sequence of examples at their raw resolution:
 
-    src[i]                            # dict of numpy arrays at raw resolution
-    len(src)
-    src.batch(indices, image_size=S)  # dict of stacked arrays, images S x S
-    src.num_classes, src.class_names  # None where the dataset has no classes
+    reader[i]                            # dict of numpy arrays at raw resolution
+    len(reader)
+    reader.batch(indices, image_size=S)  # dict of stacked arrays, images S x S
+    reader.num_classes, reader.class_names  # None where the dataset has no classes
+
+It resizes at batch time, so it is not itself a batch source (one size per
+stream); `interp.data.sized(reader, S)` is.
 
 Geometric conventions, shared by all readers so that resizing is one rule:
   * 'image' is uint8 [H, W, 3] in `src[i]` and float32 [B, S, S, 3] in [0, 1]
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -44,7 +47,7 @@ _KINDS = (IMAGE, MASK, POINTS, BOXES, KEEP)
 
 
 class Field(NamedTuple):
-    """How `ExampleSource.batch` resizes and stacks one key.
+    """How `Reader.batch` resizes and stacks one key.
 
     Attributes:
         kind: one of 'image', 'mask', 'points', 'boxes', 'keep'.
@@ -58,25 +61,8 @@ class Field(NamedTuple):
     pad_value: Any = 0
 
 
-@runtime_checkable
-class Source(Protocol):
-    """The interface the training loop relies on (SynthParts honours it too)."""
-
-    num_classes: int | None
-    class_names: Sequence[str] | None
-
-    def __len__(self) -> int:
-        ...
-
-    def __getitem__(self, index: int) -> Example:
-        ...
-
-    def batch(self, indices: Sequence[int], image_size: int) -> Example:
-        ...
-
-
-class ExampleSource(abc.ABC):
-    """Base class: subclasses give `__len__`, `_example` and `fields`.
+class Reader(abc.ABC):
+    """A dataset reader (see the module docstring): subclasses give `__len__`, `_example` and `fields`.
 
     Attributes:
         fields: per key of an example, how `batch` resizes and stacks it.
