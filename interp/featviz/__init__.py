@@ -50,7 +50,6 @@ from interp.featviz.param import (
     pixel,
     spectrum_scale,
 )
-from interp.featviz.receptive_field import ReceptiveField, receptive_fields
 from interp.featviz.render import (
     Rendering,
     make_render,
@@ -82,7 +81,6 @@ __all__ = [
     "Inverter",
     "Objective",
     "Param",
-    "ReceptiveField",
     "Rendering",
     "SemanticDictionary",
     "TopK",
@@ -123,7 +121,6 @@ __all__ = [
     "random_rotate",
     "random_scale",
     "random_scale_rotate",
-    "receptive_fields",
     "reconstruction_error",
     "render",
     "render_each",

@@ -10,7 +10,7 @@ forward pass and the update as one jitted step. Two modes:
     several patches.
 
 `crop_patches` then cuts each top patch out of its image by the layer's
-receptive field (`interp.featviz.receptive_field`).
+receptive field (`interp.nets.receptive_fields`).
 """
 
 import functools
@@ -24,7 +24,7 @@ from jax import lax
 
 from interp import nets
 from interp._checks import check_positive_int
-from interp.featviz.receptive_field import ReceptiveField
+from interp.nets import ReceptiveField
 
 MODES = ("images", "patches")
 

@@ -1,5 +1,6 @@
-"""Plain-JAX building blocks that know no model: the jaxpr interpreter behind
-layer names, backward-rule rewrites (deconvnet and guided ReLUs), a max-pool
+"""Plain-JAX building blocks that know no model: the jaxpr toolkit
+(`interp.ops.jaxprs`: call bodies, equation walking, the interpreter behind
+layer names, tap lookup), backward-rule rewrites (deconvnet and guided ReLUs), a max-pool
 whose derivative follows its argmax switches, convolution kernels laid out
 for XLA:CPU's fast path inside loops, and JAX's threefry random bits drawn in
 one fused pass."""

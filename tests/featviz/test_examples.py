@@ -7,14 +7,13 @@ import pytest
 
 from interp import nets
 from interp.featviz import (
-    ReceptiveField,
     TopK,
     crop_patches,
     dataset_examples,
-    receptive_fields,
     top_k_init,
     top_k_update,
 )
+from interp.nets import ReceptiveField, receptive_fields
 
 
 def brute_force(acts, indices, k, mode):
