@@ -7,13 +7,7 @@
 """
 
 from interp.featviz.empirical_rf import empirical_receptive_field
-from interp.featviz.examples import (
-    TopK,
-    crop_patches,
-    dataset_examples,
-    top_k_init,
-    top_k_update,
-)
+from interp.featviz.examples import crop_patches, dataset_examples
 from interp.featviz.inversion import (
     Inverter,
     UpConv,
@@ -83,7 +77,6 @@ __all__ = [
     "Param",
     "Rendering",
     "SemanticDictionary",
-    "TopK",
     "Transform",
     "UpConv",
     "UpConvDecoder",
@@ -128,8 +121,6 @@ __all__ = [
     "spectrum_scale",
     "standard_transforms",
     "top_channels",
-    "top_k_init",
-    "top_k_update",
     "total_variation",
     "train_inverter",
 ]
