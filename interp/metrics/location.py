@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from interp import dissect, nets
-from interp.nets import ReceptiveField, receptive_fields
 from interp.layers import interpretable
+from interp.nets import ReceptiveField, receptive_fields
 
 
 class Peaks(NamedTuple):
