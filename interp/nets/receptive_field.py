@@ -133,7 +133,9 @@ def receptive_fields(
     return {name: _to_field(value, extents) for name, value in _tapped_spans(closed, inputs, extents).items()}
 
 
-def _tapped_spans(closed: jcore.ClosedJaxpr, inputs: list[_spans.Value], extents: _spans.Extents):
+def _tapped_spans(
+    closed: jcore.ClosedJaxpr, inputs: list[_spans.Value], extents: _spans.Extents
+) -> dict[str, _spans.Value]:
     """The spans of every tapped value of `closed`, by layer name in execution order."""
     taps = {}
 
