@@ -61,7 +61,7 @@ def layer_study(model: nets.Model, dataset: SynthParts, layer: str, config: Feat
     rendered = np.asarray(model.activations(images, layer)[layer].mean((1, 2)))[np.arange(len(channels)), channels]
     top = fv.dataset_examples(model, layer, dataset, config.patches, num_examples=config.examples, batch_size=BATCH)
     top = jax.tree.map(lambda a: a[channels], top)
-    field = fv.receptive_fields(model, images[:1])[layer]
+    field = nets.receptive_fields(model, images[:1])[layer]
     patches = fv.crop_patches(dataset, top, field, fill=1.0)
     dataset_max = means[:, channels].max(0)
     return {
@@ -82,7 +82,7 @@ def semantic_figures(model: nets.Model, dataset: SynthParts, key, steps: int):
     dictionary = fv.semantic_dictionary(
         model, "relu3", image, position, key, k=4, render_layer="conv3", param=fv.image(32), steps=steps
     )
-    stride = fv.receptive_fields(model, image)["relu3"].stride[0]
+    stride = nets.receptive_fields(model, image)["relu3"].stride[0]
     semantic = viz.semantic_dictionary_figure(
         np.asarray(image[0]), position, stride, np.asarray(dictionary.channels[0]),
         np.asarray(dictionary.values[0]), np.asarray(dictionary.visualizations[0]), layer="relu3", render_layer="conv3",

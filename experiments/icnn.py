@@ -42,7 +42,7 @@ from interp import dissect, layers, metrics, nets, viz
 from interp import train as trainlib
 from interp.data import CUB200, SynthParts, VOCPart
 from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
-from interp.featviz import receptive_fields
+from interp.nets import receptive_fields
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,8 +32,8 @@ from interp.dissect.quantile import thresholds_from_top, top_values_init, top_va
 from interp.dissect.result import DETECTOR_IOU, LayerDissection
 from interp.dissect.tally import CONVENTIONS, Accumulator, tally_batch
 from interp.dissect.upsample import UPSAMPLING, bands, upsample, upsampling_matrices
-from interp.featviz.examples import top_k_init, top_k_update
-from interp.featviz.receptive_field import receptive_fields
+from interp.nets import receptive_fields
+from interp.ops.topk import top_k_init, top_k_update
 from interp.sharding import batch_sharding, check_mesh, replicated
 
 QUANTILE = 0.005  # Bau et al. 2017: a unit is "on" at its top 0.5% of activations.

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from interp._checks import check_positive_int
-from interp.featviz.receptive_field import ReceptiveField
+from interp.nets import ReceptiveField
 
 UPSAMPLING = ("receptive_field", "resize")
 

@@ -7,13 +7,7 @@
 """
 
 from interp.featviz.empirical_rf import empirical_receptive_field
-from interp.featviz.examples import (
-    TopK,
-    crop_patches,
-    dataset_examples,
-    top_k_init,
-    top_k_update,
-)
+from interp.featviz.examples import crop_patches, dataset_examples
 from interp.featviz.inversion import (
     Inverter,
     UpConv,
@@ -50,7 +44,6 @@ from interp.featviz.param import (
     pixel,
     spectrum_scale,
 )
-from interp.featviz.receptive_field import ReceptiveField, receptive_fields
 from interp.featviz.render import (
     Rendering,
     make_render,
@@ -82,10 +75,8 @@ __all__ = [
     "Inverter",
     "Objective",
     "Param",
-    "ReceptiveField",
     "Rendering",
     "SemanticDictionary",
-    "TopK",
     "Transform",
     "UpConv",
     "UpConvDecoder",
@@ -123,7 +114,6 @@ __all__ = [
     "random_rotate",
     "random_scale",
     "random_scale_rotate",
-    "receptive_fields",
     "reconstruction_error",
     "render",
     "render_each",
@@ -131,8 +121,6 @@ __all__ = [
     "spectrum_scale",
     "standard_transforms",
     "top_channels",
-    "top_k_init",
-    "top_k_update",
     "total_variation",
     "train_inverter",
 ]

@@ -1,6 +1,6 @@
 """Empirical receptive fields: what a unit responds to, measured by occlusion (Zhou et al., ICLR 2015).
 
-The theoretical field (`receptive_field.receptive_fields`) bounds what a unit
+The theoretical field (`interp.nets.receptive_fields`) bounds what a unit
 can see; the empirical one, measured with noise patches over the unit's top
 images, shows what it actually responds to, usually a much smaller area.
 """
@@ -15,7 +15,6 @@ from jax import lax
 
 from interp import nets
 from interp._checks import check_positive_int
-from interp.featviz.receptive_field import ReceptiveField, receptive_fields
 
 
 def empirical_receptive_field(
@@ -28,7 +27,7 @@ def empirical_receptive_field(
     patch: int = 11,
     stride: int = 3,
     chunk_size: int = 64,
-    receptive_field: ReceptiveField | None = None,
+    receptive_field: nets.ReceptiveField | None = None,
 ) -> jax.Array:
     """The mean occlusion discrepancy map of one unit, re-centred on its theoretical field.
 
@@ -72,7 +71,7 @@ def empirical_receptive_field(
         raise ValueError(f"layer: expected a layer with [b, h, w, c] activations, got {layer!r}; such layers: {known}")
     if not 0 <= channel < shape.shape[-1]:
         raise ValueError(f"channel: expected 0 <= channel < {shape.shape[-1]}, got {channel}")
-    rf = receptive_field or receptive_fields(model, images[:1])[layer]
+    rf = receptive_field or nets.receptive_fields(model, images[:1])[layer]
     if 0 in rf.stride:
         raise ValueError(f"receptive_field: layer {layer!r} has no spatial positions (stride {rf.stride})")
     return _empirical(model, images, key, layer=layer, channel=int(channel), patch=int(patch),

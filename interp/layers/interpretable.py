@@ -35,7 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from interp.nets._tap import tap
+from interp.nets import tap
 
 VARIANTS = ("paper", "official")
 PAPER_BETA = 4.0

@@ -38,8 +38,8 @@ import numpy as np
 from interp import dissect, nets
 from interp._checks import check_positive_int
 from interp.data.stream import BatchSource, batch_images, check_source, check_span, pass_indices
-from interp.featviz.receptive_field import ReceptiveField, receptive_fields
 from interp.layers import interpretable
+from interp.nets import ReceptiveField, receptive_fields
 
 
 class Peaks(NamedTuple):
@@ -111,7 +111,7 @@ def peaks_in_image(positions: jax.Array, field: ReceptiveField) -> jax.Array:
 
     Args:
       positions: int [..., 2] (i, j) unit indices, e.g. from `peak_positions`.
-      field: the layer's receptive field (`interp.featviz.receptive_fields`).
+      field: the layer's receptive field (`interp.nets.receptive_fields`).
 
     Returns:
       float32 [..., 2] (row, col) `start + index * stride + (size - 1) / 2`

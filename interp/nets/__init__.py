@@ -1,13 +1,15 @@
-"""The model zoo, layer names and weight import.
+"""The model zoo, layer names, receptive fields and weight import.
 
 Every zoo model is a Flax Linen module called as `apply(variables, x, train)` on
 NHWC images, and marks its layer outputs with `tap(x, name)`; the names follow
-the papers (VGG-16 `conv5_3`, ResNet `layer4.1.conv2`, ...).
+the papers (VGG-16 `conv5_3`, ResNet `layer4.1.conv2`, ...). Any model's named
+layers have a theoretical receptive field: `nets.receptive_fields(model, x)`.
 """
 
 from interp.nets._tap import tap
 from interp.nets.adapter import Model, as_model, check_input, from_function, from_linen, from_nnx
 from interp.nets.alexnet import AlexNet
+from interp.nets.receptive_field import ReceptiveField, receptive_fields
 from interp.nets.resnet import BasicBlock, Bottleneck, ResNet, ResNet18, ResNet50
 from interp.nets.small_cnn import SmallCNN
 from interp.nets.vgg import VGG16, VGGM, VGGS, ChatfieldCNN
@@ -16,6 +18,7 @@ from interp.nets.zoo import create, names, paper_input_size
 
 __all__ = [
     "Model",
+    "ReceptiveField",
     "as_model",
     "check_input",
     "from_function",
@@ -37,5 +40,6 @@ __all__ = [
     "load_torchvision_state_dict",
     "names",
     "paper_input_size",
+    "receptive_fields",
     "tap",
 ]

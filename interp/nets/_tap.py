@@ -11,8 +11,6 @@ model and of a hand-written function alike. As a bonus, remat policies such as
 import jax
 from jax.ad_checkpoint import checkpoint_name
 
-TAP_PRIMITIVE = "name"  # the jaxpr primitive that `checkpoint_name` binds
-
 
 def tap(x: jax.Array, name: str) -> jax.Array:
     """Returns `x` unchanged, marked as the output of the layer called `name`."""

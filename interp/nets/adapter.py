@@ -7,7 +7,9 @@ plain JAX function, and offers:
   * `model(x)`: the forward pass;
   * `model.activations(x, layers)`: named activations (layers marked with `tap`);
   * `model.activations_and_grads(x, layers, score_fn)`: the activations and the
-    gradient of per-example scores with respect to them.
+    gradient of per-example scores with respect to them;
+  * `model.layer_shapes(x)`, `model.receptive_fields(x)`: static analyses of
+    the named layers.
 
 Layers are found by tracing the function to a jaxpr and looking for `tap`
 marks, so a hand-written function marks its layers exactly as the zoo does.
@@ -26,8 +28,7 @@ import numpy as np
 from flax import nnx
 from flax import linen as nn
 
-from interp.nets._tap import TAP_PRIMITIVE
-from interp.ops import _interpret
+from interp.ops import jaxprs
 
 Params = Any
 ScoreFn = Callable[[jax.Array], jax.Array]
@@ -87,6 +88,13 @@ class Model:
     def layer_names(self, x: jax.Array | jax.ShapeDtypeStruct) -> tuple[str, ...]:
         """Every named layer, in execution order."""
         return tuple(self.layer_shapes(x))
+
+    def receptive_fields(self, x: jax.Array | jax.ShapeDtypeStruct, *,
+                         spatial_axes: tuple[int, int] = (1, 2)) -> dict[str, Any]:
+        """`nets.receptive_fields(model, x)`: every named layer's `ReceptiveField`, in execution order."""
+        from interp.nets.receptive_field import receptive_fields  # which builds on this module
+
+        return receptive_fields(self, x, spatial_axes=spatial_axes)
 
     def activations(self, x: jax.Array, layers: str | Sequence[str]) -> dict[str, jax.Array]:
         """The outputs of the named layers for input `x`, keyed by name.
@@ -157,15 +165,15 @@ class Model:
         acts = {}
 
         def select(eqn):
-            return eqn.primitive.name == TAP_PRIMITIVE and eqn.params["name"] in wanted
+            return jaxprs.tap_name(eqn) in wanted
 
         def record(eqn, invals):
-            name = eqn.params["name"]
+            name = jaxprs.tap_name(eqn)
             acts[name] = invals[0]
             return [invals[0] if perturb is None else invals[0] + perturb[name]]
 
         flat_args = jax.tree.leaves((self.params, x))
-        flat_out = _interpret.interpret(closed, flat_args, select, record)
+        flat_out = jaxprs.interpret(closed, flat_args, select, record)
         return acts, jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
 
 
@@ -175,14 +183,11 @@ def _tap_shapes(closed) -> dict[str, jax.ShapeDtypeStruct]:
     Raises:
       ValueError: a name is used twice.
     """
-    taps = [e for e in _interpret.equations(closed.jaxpr) if e.primitive.name == TAP_PRIMITIVE]
-    repeated = sorted(n for n, k in collections.Counter(e.params["name"] for e in taps).items() if k > 1)
+    taps = [(jaxprs.tap_name(e), e) for e in jaxprs.equations(closed.jaxpr) if jaxprs.tap_name(e) is not None]
+    repeated = sorted(n for n, k in collections.Counter(n for n, _ in taps).items() if k > 1)
     if repeated:
         raise ValueError(f"layer names must be unique; repeated: {', '.join(repeated)}")
-    return {
-        e.params["name"]: jax.ShapeDtypeStruct(e.outvars[0].aval.shape, e.outvars[0].aval.dtype)
-        for e in taps
-    }
+    return {n: jax.ShapeDtypeStruct(e.outvars[0].aval.shape, e.outvars[0].aval.dtype) for n, e in taps}
 
 
 def check_input(x, spec: tuple[int | None, ...] | None, name: str = "x"):

@@ -1,8 +1,9 @@
-"""Plain-JAX building blocks that know no model: the jaxpr interpreter behind
-layer names, backward-rule rewrites (deconvnet and guided ReLUs), a max-pool
-whose derivative follows its argmax switches, convolution kernels laid out
-for XLA:CPU's fast path inside loops, and JAX's threefry random bits drawn in
-one fused pass."""
+"""Plain-JAX building blocks that know no model: the jaxpr toolkit
+(`interp.ops.jaxprs`: call bodies, equation walking, the interpreter behind
+layer names, tap lookup), backward-rule rewrites (deconvnet and guided ReLUs),
+a max-pool whose derivative follows its argmax switches, running top-k
+accumulators, convolution kernels laid out for XLA:CPU's fast path inside
+loops, and JAX's threefry random bits drawn in one fused pass."""
 
 from interp.ops.backward_rules import (
     RewrittenFn,
@@ -14,13 +15,17 @@ from interp.ops.backward_rules import (
 from interp.ops.conv_layout import with_canonical_conv_kernels
 from interp.ops.maxpool import max_pool
 from interp.ops.prng import with_unrolled_threefry
+from interp.ops.topk import TopK, top_k_init, top_k_update
 
 __all__ = [
     "RewrittenFn",
+    "TopK",
     "deconvnet_relu",
     "guided_relu",
     "max_pool",
     "relu_equations",
+    "top_k_init",
+    "top_k_update",
     "with_canonical_conv_kernels",
     "with_relu_backward",
     "with_unrolled_threefry",

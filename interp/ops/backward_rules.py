@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-from interp.ops import _interpret
+from interp.ops import jaxprs
 
 Rule = Literal["guided", "deconvnet"]
 
@@ -46,7 +46,6 @@ Rule = Literal["guided", "deconvnet"]
 _ZERO_PRESERVING = frozenset(
     {"broadcast_in_dim", "convert_element_type", "reshape", "squeeze", "expand_dims"}
 )
-_CALLS = _interpret.INLINABLE
 
 
 @jax.custom_vjp
@@ -114,7 +113,7 @@ class RewrittenFn:
             return [relu(invals[_relu_operand(eqn, facts)])]
 
         try:
-            flat_out = _interpret.interpret(closed, leaves, _selector(facts), replace)
+            flat_out = jaxprs.interpret(closed, leaves, _selector(facts), replace)
         except NotImplementedError as err:
             raise NotImplementedError(
                 f"with_relu_backward(rule={self.rule!r}): a ReLU can not be rewritten: {err}"
@@ -153,22 +152,22 @@ def relu_equations(closed: jcore.ClosedJaxpr) -> list[jcore.JaxprEqn]:
     """
     select = _selector(_facts(closed))
     found, inside = [], set()
-    for eqn in _interpret.equations(closed.jaxpr):
+    for eqn in jaxprs.equations(closed.jaxpr):
         if id(eqn) in inside:
             continue
         if select(eqn):
             found.append(eqn)
             nested = jcore.jaxprs_in_params(eqn.params)
-            inside.update(id(e) for sub in nested for e in _interpret.equations(sub))
+            inside.update(id(e) for sub in nested for e in jaxprs.equations(sub))
     return found
 
 
-def _selector(facts: "_Facts") -> _interpret.Selector:
+def _selector(facts: "_Facts") -> jaxprs.Selector:
     def select(eqn: jcore.JaxprEqn) -> bool:
         if eqn.primitive.name in ("max", "select_n"):
             return _relu_operand(eqn, facts) is not None
         if eqn.primitive.name == "custom_jvp_call":
-            return eqn.params.get("num_consts", 0) == 0 and _is_relu_body(eqn.params["call_jaxpr"], facts)
+            return eqn.params.get("num_consts", 0) == 0 and _is_relu_body(jaxprs.call_body(eqn)[0], facts)
         return False
 
     return select
@@ -255,9 +254,8 @@ def _collect(jaxpr: jcore.Jaxpr, consts, facts: _Facts) -> None:
             x_index, zero_index, positive = _ZERO_TESTS[name]
             if _is_zero(eqn.invars[zero_index], facts.zeros):
                 facts.tests[eqn.outvars[0]] = (eqn.invars[x_index], positive)
-        elif name in _CALLS:
-            body = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
-            inner = body.jaxpr if isinstance(body, jcore.ClosedJaxpr) else body
+        elif name in jaxprs.INLINABLE:
+            inner, inner_consts = jaxprs.call_body(eqn)
             # What holds of a jit's arguments holds of its body's inputs.
             for outer, var in zip(eqn.invars, inner.invars):
                 if _is_zero(outer, facts.zeros):
@@ -266,7 +264,7 @@ def _collect(jaxpr: jcore.Jaxpr, consts, facts: _Facts) -> None:
                     facts.alias[var] = outer
                     if outer in facts.tests:
                         facts.tests[var] = facts.tests[outer]
-            _collect(inner, body.consts if isinstance(body, jcore.ClosedJaxpr) else (), facts)
+            _collect(inner, inner_consts, facts)
         else:
             for sub in jcore.jaxprs_in_params(eqn.params):
                 _collect(sub, (), facts)
@@ -281,9 +279,8 @@ def _concrete_zero(value) -> bool:
         return False
 
 
-def _is_relu_body(body: jcore.ClosedJaxpr | jcore.Jaxpr, facts: _Facts) -> bool:
+def _is_relu_body(jaxpr: jcore.Jaxpr, facts: _Facts) -> bool:
     """Whether a one-in, one-out jaxpr computes exactly `max(x, 0)` (through jit wrappers)."""
-    jaxpr = body.jaxpr if isinstance(body, jcore.ClosedJaxpr) else body
     if len(jaxpr.invars) != 1 or len(jaxpr.outvars) != 1 or len(jaxpr.eqns) != 1:
         return False
     (eqn,) = jaxpr.eqns
@@ -292,7 +289,6 @@ def _is_relu_body(body: jcore.ClosedJaxpr | jcore.Jaxpr, facts: _Facts) -> bool:
     if eqn.primitive.name == "max":
         index = _relu_operand(eqn, facts)
         return index is not None and eqn.invars[index] is jaxpr.invars[0]
-    if eqn.primitive.name in _CALLS and len(eqn.invars) == 1 and eqn.invars[0] is jaxpr.invars[0]:
-        inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
-        return _is_relu_body(inner, facts)
+    if eqn.primitive.name in jaxprs.INLINABLE and len(eqn.invars) == 1 and eqn.invars[0] is jaxpr.invars[0]:
+        return _is_relu_body(jaxprs.call_body(eqn)[0], facts)
     return False

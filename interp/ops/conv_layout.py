@@ -19,7 +19,7 @@ from typing import Any
 from jax import lax
 from jax.extend import core as jcore
 
-from interp.ops import _interpret
+from interp.ops import jaxprs
 
 
 def with_canonical_conv_kernels(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,7 +28,7 @@ def with_canonical_conv_kernels(f: Callable[..., Any]) -> Callable[..., Any]:
     `f` may take and return pytrees. Convolutions nested in control flow or
     custom-derivative functions are left as they are (only a speed matter).
     """
-    return _interpret.rewrite_for_speed(f, _needs_transpose, _transposed_kernel)
+    return jaxprs.rewrite_for_speed(f, _needs_transpose, _transposed_kernel)
 
 
 def _canonical_rhs_spec(ndim: int) -> tuple[int, ...]:

@@ -26,7 +26,7 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
-from interp.ops import _interpret
+from interp.ops import jaxprs
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _KEY_PARITY = np.uint32(0x1BD11BDA)
@@ -38,7 +38,7 @@ def with_unrolled_threefry(f: Callable[..., Any]) -> Callable[..., Any]:
     `f` may take and return pytrees (keys included). Draws inside control flow
     (e.g. a `lax.scan` body) are left to JAX: apply this to the body instead.
     """
-    return _interpret.rewrite_for_speed(f, _is_threefry_draw, _unrolled_bits)
+    return jaxprs.rewrite_for_speed(f, _is_threefry_draw, _unrolled_bits)
 
 
 def threefry2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array) -> tuple[jax.Array, jax.Array]:

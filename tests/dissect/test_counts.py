@@ -10,7 +10,7 @@ from PIL import Image
 
 from interp import dissect
 from interp.dissect.tally import Accumulator, _list_true, _pack_bits, _popcount, _running_count, zero_counts
-from interp.featviz.receptive_field import ReceptiveField
+from interp.nets import ReceptiveField
 from interp.sharding import batch_sharding, data_mesh
 from tests.dissect.reference import brute_force_counts
 

@@ -12,7 +12,7 @@ from jax import lax
 
 from interp import dissect, metrics, nets
 from interp.data import in_memory
-from interp.featviz import ReceptiveField, receptive_fields
+from interp.nets import ReceptiveField, receptive_fields
 from tests.dissect.test_dissect import SYNTH, PlantedImages, pooled_by_2
 
 ALL_VISIBLE = np.ones((4, 2), bool)

@@ -8,7 +8,7 @@ from flax import linen as nn
 from flax import nnx
 
 from interp.nets import adapter
-from interp.nets._tap import tap
+from interp.nets import tap
 
 KEY = jax.random.key(0)
 

@@ -9,15 +9,15 @@ from hypothesis import strategies as st
 
 from interp import nets
 from interp.nets import _layers, zoo
-from interp.nets._tap import TAP_PRIMITIVE
+from interp.ops.jaxprs import tap_name
 
 
 def tapped_shapes(jaxpr) -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) of every tap in a jaxpr, recursing into sub-jaxprs, in order."""
     found = []
     for eqn in jaxpr.eqns:
-        if eqn.primitive.name == TAP_PRIMITIVE:
-            found.append((eqn.params["name"], tuple(eqn.outvars[0].aval.shape)))
+        if tap_name(eqn) is not None:
+            found.append((tap_name(eqn), tuple(eqn.outvars[0].aval.shape)))
         for param in eqn.params.values():
             for sub in param if isinstance(param, (list, tuple)) else (param,):
                 inner = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from interp.ops._interpret import equations
+from interp.ops.jaxprs import equations
 from interp.ops.conv_layout import with_canonical_conv_kernels
 
 X = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from interp.ops._interpret import equations
+from interp.ops.jaxprs import equations
 from interp.ops.prng import threefry2x32, with_unrolled_threefry
 
 
