@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp.ops.conv_layout import with_canonical_conv_kernels
+from interp.ops import for_speed
 
 
 def fold(variants: jax.Array) -> jax.Array:
@@ -100,8 +100,8 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
     )
     weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)]).reshape(chunks, size)
     # Inside the scan's loop XLA:CPU would run the backward convolutions on a
-    # slow path; see `interp.ops.conv_layout`.
-    loop_chunk_sum = with_canonical_conv_kernels(chunk_sum)
+    # slow path; see `interp.ops.speed`.
+    loop_chunk_sum = for_speed(chunk_sum)
     return scan_sum(lambda chunk: loop_chunk_sum(*chunk), (items, weights))
 
 

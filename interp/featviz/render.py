@@ -21,7 +21,7 @@ from interp import nets, sharding
 from interp.featviz import param as param_lib
 from interp.featviz import transforms as transforms_lib
 from interp.featviz.objectives import INPUT, Objective, as_objective
-from interp.ops import with_canonical_conv_kernels
+from interp.ops import for_speed
 
 
 @jax.tree_util.register_dataclass
@@ -93,8 +93,9 @@ def make_render(
         return -scores.sum(), scores
 
     # The step runs inside `lax.scan`, where XLA:CPU takes a slow path for
-    # backward convolutions unless their kernels are transposed first.
-    loss_grad = with_canonical_conv_kernels(jax.grad(loss, has_aux=True))
+    # backward convolutions unless their kernels are transposed first; the
+    # inner `for_speed` routes a plain function's max-pools before `grad`.
+    loss_grad = for_speed(jax.grad(for_speed(loss), has_aux=True))
 
     def step(model, carry, key):
         params, opt_state = carry
