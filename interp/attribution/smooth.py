@@ -42,8 +42,9 @@ def smooth_grad(
         at once.
 
     Returns:
-      `attribute(x, key, *args, **kwargs)`: `x` [b, ...], a PRNG key; the other
-      arguments (e.g. `target=`) go to `method`. `method` sees the noisy
+      `attribute(x, *args, key, **kwargs)`: `x` [b, ...] and the PRNG key
+      `key=` (keyword-only, as in every `interp` function that draws); the
+      other arguments (e.g. the target) go to `method`. `method` sees the noisy
       copies as one batch [b * c, ...], so an array argument whose leading
       axis is the batch (a [b] or [b, k] target, an IG baseline [b, ...]) is
       per-example and repeated for the copies; others pass unchanged. Same
@@ -57,7 +58,7 @@ def smooth_grad(
     if not noise_std >= 0:
         raise ValueError(f"noise_std: expected a non-negative float, got {noise_std!r}")
 
-    def attribute(x: jax.Array, key: jax.Array, *args, **kwargs) -> jax.Array:
+    def attribute(x: jax.Array, *args, key: jax.Array, **kwargs) -> jax.Array:
         x = check_batch(None, jnp.asarray(x))
         axes = tuple(range(1, x.ndim))
         span = x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True)  # [b, 1, ...]
