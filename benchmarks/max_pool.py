@@ -55,7 +55,8 @@ def main() -> None:
     for window, stride, pad in POOLS:
         dims, strides = (1, window, window, 1), (1, stride, stride, 1)
         padding = ((0, 0), (pad, pad), (pad, pad), (0, 0))
-        theirs = jax.jit(jax.grad(lambda x: (lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, padding) ** 2).sum()))
+        pool = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, padding)  # noqa: E731
+        theirs = jax.jit(jax.grad(lambda x: (pool(x) ** 2).sum()))
         ours = jax.jit(jax.grad(lambda x: (max_pool(x, dims, strides, padding) ** 2).sum()))
         identical = bool(jnp.array_equal(ours(x), theirs(x)))
         t_theirs, t_ours = time_alternating(
@@ -91,7 +92,8 @@ def attribution_ab(repeats: int) -> None:
                 speed.REWRITES["cpu"] = rewrites  # read when the program is traced, here by lower()
                 compiled.append(jax.jit(lambda m, x, t: make(m)(x, t)).lower(plain, x, target).compile())
             a, b = (np.asarray(f(plain, x, target)) for f in compiled)
-            times = time_alternating([lambda f=f: jax.block_until_ready(f(plain, x, target)) for f in compiled], repeats, 1)
+            runs = [lambda f=f: jax.block_until_ready(f(plain, x, target)) for f in compiled]
+            times = time_alternating(runs, repeats, 1)
             ms = [1e3 * np.median(t) for t in times]
             print(f"| {name} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[0] / ms[1]:.1f}x | {np.array_equal(a, b)} |", flush=True)
     finally:

@@ -73,7 +73,8 @@ def _pooled_net():
     from jax import lax
 
     k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
-    w1, w2, head = jax.random.normal(k1, (3, 3, 3, 8)), jax.random.normal(k2, (3, 3, 8, 8)), jax.random.normal(k3, (8, C))
+    w1, w2 = jax.random.normal(k1, (3, 3, 3, 8)), jax.random.normal(k2, (3, 3, 8, 8))
+    head = jax.random.normal(k3, (8, C))
     conv = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     pool = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
 

@@ -181,7 +181,8 @@ def test_pools_the_rewrite_does_not_take_are_left_alone(pool, request):
     x = jax.random.normal(jax.random.key(10), (2, 9, 10, 3))
     ref = _net(pool)
     new = maxpool.with_switch_max_pools(ref)
-    assert _primitive_names(new, x).count("reduce_window_max") == _primitive_names(ref, x).count("reduce_window_max") == 1
+    pools = [_primitive_names(f, x).count("reduce_window_max") for f in (new, ref)]
+    assert pools == [1, 1]
     np.testing.assert_array_equal(new(x), ref(x))
     dx = jax.random.normal(jax.random.key(2), x.shape)
     np.testing.assert_array_equal(jax.jvp(new, (x,), (dx,))[1], jax.jvp(ref, (x,), (dx,))[1])
