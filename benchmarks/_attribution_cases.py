@@ -182,7 +182,7 @@ def _smooth_grad_case(net, x, target, samples: int, noise: float, chunk: int | N
 
     return Case(
         f"smooth_grad (saliency, {samples} samples)",
-        jax.jit(lambda m, x, t: make(m)(x, key, t)),
+        jax.jit(lambda m, x, t: make(m)(x, t, key=key)),
         lambda xt, tt: captum_attr.NoiseTunnel(captum_attr.Saliency(net)).attribute(
             xt, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=chunk, stdevs=noise, target=tt, abs=True
         ),

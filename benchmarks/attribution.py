@@ -3,7 +3,7 @@
 Run (in the benchmark's environment, which has both stacks; `make bench-captum`
 builds it):
 
-  .bench-venv/bin/python -m benchmarks.attribution [--batch-size 16] [--repeats 7]
+  .bench-venv/bin/python -m benchmarks.attribution [--batch-size 16] [--repeats 7] [--network both]
 
 One process holds SmallCNN (`interp.nets.create("small_cnn", num_classes=6)`,
 random He-init weights, seed 0) in Flax and the same weights in a torch
@@ -15,6 +15,11 @@ a markdown table of medians, the speed-up (Captum ms / interp ms), the
 fastest run of each (a check on a busy machine) and the
 largest absolute and relative (to the largest |reference|) difference, on the
 batch and on the batch plus N(0, 1e-3) noise (no max-pool ties).
+`--network plain` (or `both`, the default) runs the same cases on a plain
+JAX function with SmallCNN's weights, written with `lax.conv_general_dilated`
+and `lax.reduce_window` max-pools as a user's own network would be, through
+`nets.from_function`: no tap names, so the CAM cases are left out, and its
+pools are routed through the switch max-pool by `interp.ops.for_speed`.
 Both frameworks use the same cores (`--threads`, default: all). XLA:CPU runs
 each convolution on one thread, so interp splits the machine into `--devices`
 host devices (default: one per thread) and shards the batch over them, as it
@@ -61,6 +66,30 @@ def _model_and_batch(batch_size: int):
     return module, variables, batch["image"], batch["label"]
 
 
+def plain_small_cnn(params, x):
+    """SmallCNN's forward pass as a plain function: `lax` convolutions and `reduce_window` max-pools.
+
+    `params` are SmallCNN's Linen params (`variables["params"]`); the logits
+    equal `module.apply(variables, x)`'s.
+    """
+    import jax
+    from jax import lax
+
+    def conv(x, name, stride):
+        y = lax.conv_general_dilated(
+            x, params[name]["kernel"], (stride, stride), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return y + params[name]["bias"]
+
+    def pool(x):
+        return lax.reduce_window(x, -np.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    x = pool(jax.nn.relu(conv(x, "conv1", 2)))
+    x = pool(jax.nn.relu(conv(x, "conv2", 1)))
+    x = jax.nn.relu(conv(jax.nn.relu(conv(x, "conv3", 1)), "conv4", 1))
+    return x.mean(axis=(1, 2)) @ params["logits"]["kernel"] + params["logits"]["bias"]
+
+
 def _differences(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     """Largest |ours - ref| and that divided by the largest |ref|."""
     if ours.shape != ref.shape:
@@ -103,22 +132,43 @@ def compare(args) -> None:
     import jax
     import torch
 
-    from benchmarks import _attribution_cases, _torch_reference
+    from benchmarks import _torch_reference
     from interp import nets
 
     module, variables, x, target = _model_and_batch(args.batch_size)
-    model = nets.from_linen(module, variables)
+    networks = {
+        "SmallCNN": nets.from_linen(module, variables),
+        "plain function": nets.from_function(plain_small_cnn, variables["params"], module.input_spec),
+    }
+    if args.network != "both":
+        networks = {name: m for name, m in networks.items() if (name == "SmallCNN") == (args.network == "small_cnn")}
     net = _torch_reference.from_flax(variables, num_classes=6)
     xt, tt = _torch_reference.to_nchw(x), torch.from_numpy(np.asarray(target, np.int64))
-    model, x, target = _shard(model, x, target)
-    logits_diff = np.abs(np.asarray(model(x)) - net(xt).detach().numpy()).max()
+    sharded = {}
+    for name, m in networks.items():
+        sharded[name], x_sharded, target_sharded = _shard(m, x, target)
+    x, target = x_sharded, target_sharded
+    logits_diff = max(np.abs(np.asarray(m(x)) - net(xt).detach().numpy()).max() for m in sharded.values())
     print(
         f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), captum {_captum_version()}; "
         f"interp on {jax.device_count()} {jax.devices()[0].platform} devices (batch sharded over them); "
         f"batch {args.batch_size}x64x64x3, {args.repeats} timed runs each ({args.warm_up} untimed before each); "
-        f"max |logits diff| {logits_diff:.2e}\n"
+        f"max |logits diff| {logits_diff:.2e} (every network)\n"
     )
+    for name, model in sharded.items():
+        print(f"\n{name}:\n")
+        _compare_cases(args, model, net, x, target, xt, tt, plain=name != "SmallCNN")
+    if args.memory:
+        memory_table(args)
+
+
+def _compare_cases(args, model, net, x, target, xt, tt, plain: bool) -> None:
+    """The table of every case on `model` (a `Model`) against Captum on `net`, the same weights."""
+    import jax
+
+    from benchmarks import _attribution_cases, _torch_reference
+
     # The same images plus N(0, 1e-3) noise: no two pixels are equal, so no
     # max-pool window has a tie (see the notes on ties in RESULTS.md).
     x_jitter = x + 1e-3 * jax.random.normal(jax.random.key(1), x.shape, x.dtype)
@@ -128,6 +178,8 @@ def compare(args) -> None:
     )  # fmt: skip
     if args.methods:
         cases = [c for c in cases if any(c.name.startswith(m) for m in args.methods)]
+    if plain:  # a plain function has no tap names for Grad-CAM to read
+        cases = [c for c in cases if "cam" not in c.name]
     print(
         "| method | interp ms | captum ms | speed-up | (min: interp / captum ms) "
         "| max abs diff | max rel diff | max rel diff, jittered x |"
@@ -154,8 +206,6 @@ def compare(args) -> None:
         )
         notes.append(f"- {case.name}: first interp call (compile) {compile_s:.1f} s. {case.note}".rstrip(". ") + ".")
     print("\n" + "\n".join(notes))
-    if args.memory:
-        memory_table(args)
 
 
 def _captum_version() -> str:
@@ -271,6 +321,10 @@ def main() -> None:
     parser.add_argument("--sg-chunk", type=_int_or_none, default=4, help="SmoothGrad samples per call ('none': all)")
     parser.add_argument("--occlusion-chunk", type=int, default=16, help="occlusion windows per network call")
     parser.add_argument("--methods", nargs="*", help="only the methods whose names start with these")
+    parser.add_argument(
+        "--network", choices=("small_cnn", "plain", "both"), default="both",
+        help="SmallCNN (zoo module), the same weights as a plain lax function, or both",
+    )  # fmt: skip
     parser.add_argument(
         "--warm-up", type=int, default=0,
         help="untimed calls of the same library before each timed call (torch's OpenMP threads spin after "

@@ -184,7 +184,7 @@ def one_channel_case(model, net, layer: str, channel: int, steps: int) -> Case:
     render = fv.make_render(fv.channel(layer, channel), **options)
     interp, compile_s = _compiled(lambda m, k: render(m, k).images[-1], model, jax.random.key(0))
     start = time.perf_counter()
-    reference = fv.render(model, fv.channel(layer, channel), jax.random.key(0), **options)
+    reference = fv.render(model, fv.channel(layer, channel), key=jax.random.key(0), **options)
     first_call_s = time.perf_counter() - start
     same = float(np.abs(interp() - np.asarray(reference.images[-1])).max())
     lucent_objective = _lucent_cases.channel_objective(layer, channel)
@@ -225,7 +225,7 @@ def all_channels_case(model, net, layer: str, steps: int) -> Case:
 
     interp, compile_s = _compiled(each, model, key)
     start = time.perf_counter()
-    reference = fv.render_each(model, lambda c: fv.channel(layer, c), indices, key, **options)
+    reference = fv.render_each(model, lambda c: fv.channel(layer, c), indices, key=key, **options)
     first_call_s = time.perf_counter() - start
     same = float(np.abs(interp() - np.asarray(reference.images[:, -1, 0])).max())
     lucent_objective = _lucent_cases.all_channels_objective(layer, channels)

@@ -35,7 +35,7 @@ def methods(model: nets.Model, key: jax.Array) -> dict[str, Callable]:
         "saliency": saliency,
         "gradient x input": attr.gradient_x_input(model),
         "integrated gradients": attr.integrated_gradients(model, steps=32, chunk_size=8),
-        "SmoothGrad": lambda x, target: attr.smooth_grad(saliency, samples=16, chunk_size=8)(x, key, target=target),
+        "SmoothGrad": lambda x, target: attr.smooth_grad(saliency, samples=16, chunk_size=8)(x, target=target, key=key),
         "Grad-CAM": attr.grad_cam(model, CAM_LAYER),
         "Grad-CAM++": attr.grad_cam_plus_plus(model, CAM_LAYER),
         "guided backprop": attr.guided_backprop(model),
@@ -115,7 +115,7 @@ def sanity(model: nets.Model, images, labels, key) -> dict[str, list[float]]:
     }
     results = {}
     for name, factory in factories.items():
-        check = metrics.model_randomization(factory, model, CASCADE, images, labels, key, reduce="abs")
+        check = metrics.model_randomization(factory, model, CASCADE, images, labels, key=key, reduce="abs")
         results[name] = [float(np.nanmean(row)) for row in np.asarray(check.spearman_abs)]
     return results
 

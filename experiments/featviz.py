@@ -54,7 +54,7 @@ def layer_study(model: nets.Model, dataset: SynthParts, layer: str, config: Feat
     means = dataset_channel_means(model, layer, dataset, config.examples)
     channels = np.argsort(-means.max(0))[: config.channels]
     rendering = fv.render_each(
-        model, lambda c: fv.channel(layer, c), jnp.asarray(channels), key,
+        model, lambda c: fv.channel(layer, c), jnp.asarray(channels), key=key,
         param=fv.image(dataset.image_size), steps=config.steps,
     )
     images = rendering.images[:, -1, 0]
@@ -80,14 +80,14 @@ def semantic_figures(model: nets.Model, dataset: SynthParts, key, steps: int):
     image = dataset.batch(jnp.arange(1, dtype=jnp.int32))["image"]
     position = (4, 4)
     dictionary = fv.semantic_dictionary(
-        model, "relu3", image, position, key, k=4, render_layer="conv3", param=fv.image(32), steps=steps
+        model, "relu3", image, position, key=key, k=4, render_layer="conv3", param=fv.image(32), steps=steps
     )
     stride = nets.receptive_fields(model, image)["relu3"].stride[0]
     semantic = viz.semantic_dictionary_figure(
         np.asarray(image[0]), position, stride, np.asarray(dictionary.channels[0]),
         np.asarray(dictionary.values[0]), np.asarray(dictionary.visualizations[0]), layer="relu3", render_layer="conv3",
     )
-    grid = fv.activation_grid(model, "relu4", image[0], key, param=fv.image(24), steps=steps // 2)
+    grid = fv.activation_grid(model, "relu4", image[0], key=key, param=fv.image(24), steps=steps // 2)
     activation = viz.activation_grid_figure(np.asarray(image[0]), fv.grid_to_image(np.asarray(grid)), layer="relu4")
     return semantic, activation
 

@@ -7,7 +7,8 @@ and the network is called once on that batch. Example-major matters on a
 mesh: a batch sharded over devices stays sharded, each device evaluating the
 variants of its own examples. (A `vmap` over the variants folds them in
 variant-major, which splits every example's variants over devices and makes
-XLA reshard the activations; measured 2x slower than one device on two.)
+XLA reshard the activations: slower on two devices than on one;
+benchmarks/RESULTS.md, "Attribution vs Captum".)
 """
 
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp.ops.conv_layout import with_canonical_conv_kernels
+from interp.ops import for_speed
 
 
 def fold(variants: jax.Array) -> jax.Array:
@@ -100,8 +101,8 @@ def weighted_sum(f: Callable[[Any], Any], items: Any, weights: jax.Array, chunk_
     )
     weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)]).reshape(chunks, size)
     # Inside the scan's loop XLA:CPU would run the backward convolutions on a
-    # slow path; see `interp.ops.conv_layout`.
-    loop_chunk_sum = with_canonical_conv_kernels(chunk_sum)
+    # slow path; see `interp.ops.speed`.
+    loop_chunk_sum = for_speed(chunk_sum)
     return scan_sum(lambda chunk: loop_chunk_sum(*chunk), (items, weights))
 
 
@@ -131,8 +132,8 @@ def _weighted_item_sum(weights: jax.Array, o: jax.Array) -> jax.Array:
     A chunk of up to `_MAX_SLICED_ITEMS` items is summed as scaled slices
     over flat examples: one fused, vectorized pass. As an einsum, XLA:CPU
     first copied the chunk item-major for a dot, along the images' 3-channel
-    last axis (IG of SmallCNN at batch 16: 8% slower; SmoothGrad 6%). More
-    items take the einsum, so the fused sum does not grow with them.
+    last axis, which made IG and SmoothGrad slower (benchmarks/RESULTS.md).
+    More items take the einsum, so the fused sum does not grow with them.
     """
     if o.shape[1] > _MAX_SLICED_ITEMS:
         return jnp.einsum("c,bc...->b...", weights, o)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from interp._checks import check_positive_int
 from interp.attribution._chunks import fold, repeat_per_example, unfold, weighted_sum
 from interp.attribution._core import check_batch, check_choice
-from interp.ops.prng import with_unrolled_threefry
+from interp.ops import for_speed
 
 SMOOTH_KINDS = ("mean", "square", "var")
 
@@ -42,8 +42,9 @@ def smooth_grad(
         at once.
 
     Returns:
-      `attribute(x, key, *args, **kwargs)`: `x` [b, ...], a PRNG key; the other
-      arguments (e.g. `target=`) go to `method`. `method` sees the noisy
+      `attribute(x, *args, key, **kwargs)`: `x` [b, ...] and the PRNG key
+      `key=` (keyword-only, as in every `interp` function that draws); the
+      other arguments (e.g. the target) go to `method`. `method` sees the noisy
       copies as one batch [b * c, ...], so an array argument whose leading
       axis is the batch (a [b] or [b, k] target, an IG baseline [b, ...]) is
       per-example and repeated for the copies; others pass unchanged. Same
@@ -57,7 +58,7 @@ def smooth_grad(
     if not noise_std >= 0:
         raise ValueError(f"noise_std: expected a non-negative float, got {noise_std!r}")
 
-    def attribute(x: jax.Array, key: jax.Array, *args, **kwargs) -> jax.Array:
+    def attribute(x: jax.Array, *args, key: jax.Array, **kwargs) -> jax.Array:
         x = check_batch(None, jnp.asarray(x))
         axes = tuple(range(1, x.ndim))
         span = x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True)  # [b, 1, ...]
@@ -66,10 +67,9 @@ def smooth_grad(
         # Copy j's noise is jax.random.normal(keys[j], x.shape), drawn one key at
         # a time (lax.map) over flat examples, so each draw is one vectorized
         # pass. Drawn for all keys at once, XLA fused the draw into the move to
-        # example-major order, and that fusion ran unvectorized: SmoothGrad of
-        # SmallCNN at batch 16 took 153 ms instead of 119 (114 with the rounds
-        # unrolled, see interp.ops.prng).
-        draw = with_unrolled_threefry(lambda k: jax.random.normal(k, (x.shape[0], x[0].size), x.dtype))
+        # example-major order, and that fusion ran unvectorized (figures in
+        # benchmarks/RESULTS.md, "Speed workarounds").
+        draw = for_speed(lambda k: jax.random.normal(k, (x.shape[0], x[0].size), x.dtype))
 
         def noisy(keys):  # [c] -> [b, c, ...]
             noise = jnp.moveaxis(jax.lax.map(draw, keys), 0, 1).reshape(x.shape[:1] + (len(keys),) + x.shape[1:])

@@ -2,7 +2,7 @@
 
     from interp import featviz as fv
     obj = fv.channel("relu3", 5) - 1e-3 * fv.total_variation()
-    r = fv.render(model, obj, jax.random.key(0), param=fv.image(64), steps=256)
+    r = fv.render(model, obj, key=jax.random.key(0), param=fv.image(64), steps=256)
     r.images[-1]    # [1, 64, 64, 3] in [0, 1]
 """
 

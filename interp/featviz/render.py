@@ -6,6 +6,11 @@ compiled program; `render` jits and calls it. `render_each` (and its pure
 form `make_render_each`) vmaps it over a family of objectives (every channel of a layer, every position of an
 activation grid) so they render in one call, sharded over a device mesh when
 one is given.
+
+`render`, `render_each` and the functions built on them take their PRNG key
+as the keyword-only `key=`, as every `interp` function that draws does; the
+pure forms (`make_render`, `make_render_each`) take it positionally, so they
+compose with `vmap` axes and `jit` shardings.
 """
 
 import dataclasses
@@ -21,7 +26,7 @@ from interp import nets, sharding
 from interp.featviz import param as param_lib
 from interp.featviz import transforms as transforms_lib
 from interp.featviz.objectives import INPUT, Objective, as_objective
-from interp.ops import with_canonical_conv_kernels
+from interp.ops import for_speed
 
 
 @jax.tree_util.register_dataclass
@@ -93,8 +98,9 @@ def make_render(
         return -scores.sum(), scores
 
     # The step runs inside `lax.scan`, where XLA:CPU takes a slow path for
-    # backward convolutions unless their kernels are transposed first.
-    loss_grad = with_canonical_conv_kernels(jax.grad(loss, has_aux=True))
+    # backward convolutions unless their kernels are transposed first; the
+    # inner `for_speed` routes a plain function's max-pools before `grad`.
+    loss_grad = for_speed(jax.grad(for_speed(loss), has_aux=True))
 
     def step(model, carry, key):
         params, opt_state = carry
@@ -120,11 +126,11 @@ def make_render(
     return run
 
 
-def render(model: Any, objective: Objective | str, key: jax.Array, **options) -> Rendering:
+def render(model: Any, objective: Objective | str, *, key: jax.Array, **options) -> Rendering:
     """Renders `objective` on `model` (a `nets.Model` or anything `nets.as_model` takes).
 
     Example:
-      >>> r = render(model, "relu3:5", jax.random.key(0), param=param.image(64), steps=256)
+      >>> r = render(model, "relu3:5", key=jax.random.key(0), param=param.image(64), steps=256)
       >>> r.images[-1]   # [1, 64, 64, 3]
 
     `options` are `make_render`'s keyword arguments.
@@ -173,15 +179,15 @@ def render_each(
     model: Any,
     objective_of: Callable[[jax.Array], Objective],
     indices: Any,
-    key: jax.Array,
     *,
+    key: jax.Array,
     mesh: jax.sharding.Mesh | None = None,
     **options,
 ) -> Rendering:
     """Renders one objective per index in a single compiled, vmapped call.
 
     Example, every channel of a layer:
-      >>> r = render_each(model, lambda c: channel("conv3", c), jnp.arange(64), key, param=param.image(64))
+      >>> r = render_each(model, lambda c: channel("conv3", c), jnp.arange(64), key=key, param=param.image(64))
       >>> r.images.shape   # [64, T, 1, 64, 64, 3]
 
     Args:

@@ -60,8 +60,8 @@ def semantic_dictionary(
     layer: str,
     images: jax.Array,
     position: tuple[int, int],
-    key: jax.Array,
     *,
+    key: jax.Array,
     k: int = 4,
     render_layer: str | None = None,
     **render_options,
@@ -77,13 +77,13 @@ def semantic_dictionary(
     model = nets.as_model(model)
     channels, values = top_channels(model, layer, images, position, k)
     target = layer if render_layer is None else render_layer
-    rendering = render_each(model, lambda c: channel(target, c), channels.reshape(-1), key, **render_options)
+    rendering = render_each(model, lambda c: channel(target, c), channels.reshape(-1), key=key, **render_options)
     last = rendering.images[:, -1, 0]  # the final image of each channel's render
     return SemanticDictionary(channels, values, last.reshape(channels.shape + last.shape[1:]))
 
 
 def activation_grid(
-    model: Any, layer: str, image: jax.Array, key: jax.Array, *, cosine_power: float = 1.0, **render_options
+    model: Any, layer: str, image: jax.Array, *, key: jax.Array, cosine_power: float = 1.0, **render_options
 ) -> jax.Array:
     """For each position of `layer` on `image` [H, W, 3], an image rendered to match its activation vector.
 
@@ -107,7 +107,7 @@ def activation_grid(
         model,
         lambda v: direction(layer, v, cosine_power=cosine_power),
         acts.reshape(h * w, c),
-        key,
+        key=key,
         **render_options,
     )
     cells = rendering.images[:, -1, 0]

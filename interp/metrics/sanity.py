@@ -8,7 +8,7 @@ rank correlation, of absolute values and signed, as in the paper:
 
     result = model_randomization(lambda m: saliency(m), model,
                                  ["logits", "conv4", "conv3", "conv2", "conv1"],
-                                 x, labels, jax.random.key(0))
+                                 x, labels, key=jax.random.key(0))
     result.spearman_abs   # [5, b]: row i after randomizing layers[: i + 1]
 
 Randomization returns changed copies (models as data); the given model is
@@ -112,8 +112,8 @@ def _randomized(model: Model, layers: Sequence[str], key: jax.Array, active: jax
     in the whole params tree) of layer `name` is drawn from
     fold_in(fold_in(key, crc32(name)), i), so it does not depend on which other
     layers are randomized: cascading step k equals
-    `randomize_layers(model, layers[:k + 1], key)`, independent step k equals
-    `randomize_layers(model, [layers[k]], key)`.
+    `randomize_layers(model, layers[:k + 1], key=key)`, independent step k equals
+    `randomize_layers(model, [layers[k]], key=key)`.
     """
     if bias not in ("random", "zero", "keep"):
         raise ValueError(f"bias: expected 'random', 'zero' or 'keep', got {bias!r}")
@@ -142,8 +142,8 @@ _randomized_jit = jax.jit(_randomized, static_argnames=("layers", "bias"))
 def randomize_layers(
     model: Any,
     layers: Sequence[str],
-    key: jax.Array,
     *,
+    key: jax.Array,
     variables: Any = None,
     bias: str = "random",
 ) -> Model:
@@ -222,8 +222,8 @@ def model_randomization(
     layers: Sequence[str],
     x: jax.Array,
     target: Any,
-    key: jax.Array,
     *,
+    key: jax.Array,
     variables: Any = None,
     mode: str = "cascading",
     bias: str = "random",

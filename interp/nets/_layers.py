@@ -33,8 +33,8 @@ def max_pool(
     Padding is filled with -inf (never zero), so a padded border can not win the
     max even when every activation is negative (e.g. after BatchNorm). Values
     and gradients equal `lax.reduce_window` max's; the gradient follows the
-    argmax switches without XLA's `select_and_scatter`, which is 7-40x slower
-    on CPU for the pool alone (see `interp.ops.maxpool`).
+    argmax switches without XLA's `select_and_scatter`, which is several times
+    slower on CPU (`python -m benchmarks.max_pool`; see `interp.ops.maxpool`).
 
     Args:
       x: [B, H, W, C] input.

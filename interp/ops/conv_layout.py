@@ -4,10 +4,9 @@ JAX differentiates a convolution into another convolution whose kernel
 dimension numbers swap input and output features (kernel read as `HWOI`).
 At the top level of a program XLA:CPU copies such a kernel into `HWIO` and
 runs its fast (library) convolution; inside a `while` loop (`lax.scan`) it
-does not, and runs a generic convolution instead: a scan over chunks of
-input-gradients of a small CNN ran 3x slower than the same chunks unrolled,
-and the input gradient of two 3x3 convs 13x slower (`python -m
-benchmarks.xla_cpu_threads`). `with_canonical_conv_kernels(f)` transposes every such
+does not, and runs a generic convolution instead, several times slower
+(`python -m benchmarks.xla_cpu_threads`; figures in benchmarks/RESULTS.md,
+"Speed workarounds"). `with_canonical_conv_kernels(f)` transposes every such
 kernel explicitly, in `f`'s own jaxpr, so the loop body holds only `HWIO`
 convolutions. Values are exactly those of `f`: permuting a kernel and its
 dimension numbers together describes the same convolution.
@@ -28,7 +27,7 @@ def with_canonical_conv_kernels(f: Callable[..., Any]) -> Callable[..., Any]:
     `f` may take and return pytrees. Convolutions nested in control flow or
     custom-derivative functions are left as they are (only a speed matter).
     """
-    return jaxprs.rewrite_for_speed(f, _needs_transpose, _transposed_kernel)
+    return jaxprs.rewrite_for_speed(f, *CANONICAL_KERNELS)
 
 
 def _canonical_rhs_spec(ndim: int) -> tuple[int, ...]:
@@ -50,3 +49,7 @@ def _transposed_kernel(eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any]:
     kernel = lax.transpose(rhs, (*spatial, in_dim, out_dim))
     params = dict(eqn.params, dimension_numbers=dims._replace(rhs_spec=_canonical_rhs_spec(rhs.ndim)))
     return [lax.conv_general_dilated_p.bind(lhs, kernel, **params)]
+
+
+# (select, rule) for `jaxprs.rewrite_for_speed`; `interp.ops.for_speed` combines it with others.
+CANONICAL_KERNELS = (_needs_transpose, _transposed_kernel)

@@ -11,17 +11,28 @@ keep working.
 
 Values equal `lax.reduce_window(x, -inf, lax.max, ...)` exactly, and so do
 gradients: on ties, the first offset in row-major window order wins, as it does
-in XLA's `select_and_scatter` with `ge`.
+in XLA's `select_and_scatter` with `ge` (reverse mode) and in JAX's
+`select_and_gather_add` (forward mode), which is how `reduce_window` max is
+differentiated; tests/ops/test_maxpool.py checks both on inputs full of ties.
+
+`with_switch_max_pools(f)` rewrites `f`'s jaxpr so that its `reduce_window`
+max-pools (`lax.reduce_window` with `lax.max` and `-inf`, `flax.linen.max_pool`)
+run through `max_pool`, for the window shapes where that was measured faster
+on XLA:CPU (`switch_is_faster`); others are left as they are.
 """
 
 import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend import core as jcore
+
+from interp.ops import jaxprs
 
 
 def max_pool(
@@ -45,6 +56,55 @@ def max_pool(
     return _switch_pool(
         x, tuple(map(int, window_dimensions)), tuple(map(int, window_strides)), _pairs(padding)
     )
+
+
+def with_switch_max_pools(f: Callable[..., Any]) -> Callable[..., Any]:
+    """`f` with its `reduce_window` max-pools computed by `max_pool`: the same values and derivatives.
+
+    A pool is routed when its dilations are 1, its dtype is floating and
+    `switch_is_faster(window, strides)`; others (dilated windows, large
+    overlapping windows, integer pools, pools inside control flow or
+    custom-derivative functions) are left as they are. `f` may take and
+    return pytrees; apply it before differentiating (`jax.grad(
+    with_switch_max_pools(f))`): in a gradient's own jaxpr the backward pass
+    already is a `select_and_scatter`.
+    """
+    return jaxprs.rewrite_for_speed(f, *SWITCH_POOLS)
+
+
+def switch_is_faster(window_dimensions: Sequence[int], window_strides: Sequence[int]) -> bool:
+    """Whether the switch pool's gradient beats `select_and_scatter`'s on XLA:CPU for this window.
+
+    From `python -m benchmarks.max_pool` (benchmarks/RESULTS.md): windows
+    that do not overlap, windows of up to 4 elements, and windows of up to 9
+    elements with every pooled stride at least 2 are faster; a 3x3 window at
+    stride 1 and windows of 16 or 25 elements at stride 2 are slower, their
+    general-form tangent selecting among many full-size slices.
+    """
+    pooled = [(int(w), int(s)) for w, s in zip(window_dimensions, window_strides) if w > 1]
+    size = int(np.prod([w for w, _ in pooled], dtype=np.int64))
+    return all(s >= w for w, s in pooled) or size <= 4 or (size <= 9 and all(s >= 2 for _, s in pooled))
+
+
+def _is_routable_pool(eqn: jcore.JaxprEqn) -> bool:
+    if eqn.primitive.name != "reduce_window_max":
+        return False
+    params = eqn.params
+    return (
+        all(d == 1 for d in (*params["base_dilation"], *params["window_dilation"]))
+        and jnp.issubdtype(eqn.invars[0].aval.dtype, jnp.floating)
+        and switch_is_faster(params["window_dimensions"], params["window_strides"])
+    )
+
+
+def _switch_pool_of(eqn: jcore.JaxprEqn, invals: list[Any]) -> list[jax.Array]:
+    (x,) = invals
+    params = eqn.params
+    return [max_pool(x, params["window_dimensions"], params["window_strides"], params["padding"])]
+
+
+# (select, rule) for `jaxprs.rewrite_for_speed`; `interp.ops.for_speed` combines it with others.
+SWITCH_POOLS = (_is_routable_pool, _switch_pool_of)
 
 
 def _pairs(padding: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -115,9 +175,9 @@ def _tangent_of_tiles(dx: jax.Array, switch: jax.Array, window) -> jax.Array:
 
     dx is viewed as blocks [*pooled shape, window size] (window elements in
     the row-major order of `_windows`), and the switch picks one per block.
-    Its transpose writes each pooled gradient into its block in one pass; the
-    general form's transpose adds one zero-padded array per window offset
-    (integrated gradients of SmallCNN 7% faster, saliency 9%).
+    Its transpose writes each pooled gradient into its block in one pass,
+    where the general form's transpose adds one zero-padded array per window
+    offset (benchmarks/RESULTS.md, "Speed workarounds").
     """
     split = [size for n, w in zip(dx.shape, window) for size in (n // w, w)]
     order = [*range(0, 2 * dx.ndim, 2), *range(1, 2 * dx.ndim, 2)]

@@ -3,10 +3,9 @@
 JAX hashes counters with threefry2x32: five groups of four add-rotate-xor
 rounds. On CPU it lowers the five groups as a loop (`fori_loop`), so each
 group reads and writes every word of the output; on GPU and TPU it unrolls
-them, and XLA fuses the whole hash into one pass over the counters. On this
-machine's two cores (one XLA device), 6.3M normals (SmoothGrad's noise for 32
-copies of 16 64x64 images) take 54 ms through the loop and 17 ms unrolled;
-6.3M words of bits 51 ms and 8 ms (`python -m benchmarks.prng`).
+them, and XLA fuses the whole hash into one pass over the counters. Unrolled
+on CPU, the same draws take a third to a sixth of the time (`python -m
+benchmarks.prng`; figures in benchmarks/RESULTS.md, "Speed workarounds").
 
 `with_unrolled_threefry(f)` runs `f` with every `random_bits` equation of a
 threefry key computed by the unrolled hash on the counters JAX uses, so
@@ -38,7 +37,7 @@ def with_unrolled_threefry(f: Callable[..., Any]) -> Callable[..., Any]:
     `f` may take and return pytrees (keys included). Draws inside control flow
     (e.g. a `lax.scan` body) are left to JAX: apply this to the body instead.
     """
-    return jaxprs.rewrite_for_speed(f, _is_threefry_draw, _unrolled_bits)
+    return jaxprs.rewrite_for_speed(f, *UNROLLED_THREEFRY)
 
 
 def threefry2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -96,3 +95,7 @@ def _unrolled_bits(eqn: jcore.JaxprEqn, invals: list[Any]) -> list[jax.Array]:
         return [lax.shift_left(bits_high.astype(wide), wide(32)) | bits_low.astype(wide)]
     bits = bits_high ^ bits_low
     return [bits if width == 32 else bits.astype(f"uint{width}")]
+
+
+# (select, rule) for `jaxprs.rewrite_for_speed`; `interp.ops.for_speed` combines it with others.
+UNROLLED_THREEFRY = (_is_threefry_draw, _unrolled_bits)

@@ -66,3 +66,35 @@ def test_bad_inputs_raise_named_errors():
         saliency(model)(image, C)
     with pytest.raises(ValueError, match="expected logits"):
         saliency(lambda x: x.sum(axis=(1, 2, 3)))(image, 0)
+
+
+def _pooled_net():
+    """A plain function with `lax.reduce_window` max-pools (a user's own network, not the zoo's)."""
+    from jax import lax
+
+    k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+    w1, w2 = jax.random.normal(k1, (3, 3, 3, 8)), jax.random.normal(k2, (3, 3, 8, 8))
+    head = jax.random.normal(k3, (8, C))
+    conv = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    pool = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    def logits(x):
+        x = pool(jax.nn.relu(conv(x, w1)))
+        x = pool(jax.nn.relu(conv(x, w2)))
+        return x.mean(axis=(1, 2)) @ head
+
+    return logits
+
+
+def test_gradient_methods_route_reduce_window_pools_through_the_switch_pool():
+    from interp.attribution import guided_backprop, integrated_gradients
+    from interp.ops._interpret import equations
+
+    logits = _pooled_net()
+    x = jnp.round(jax.random.normal(jax.random.key(4), (2, 8, 8, 3)))  # ties in the pools
+    target = jnp.array([1, 4])
+    reference = jax.grad(lambda x: jnp.take_along_axis(logits(x), target[:, None], axis=1).sum())(x)
+    np.testing.assert_array_equal(jax.jit(saliency(logits))(x, target), reference)
+    for method in (saliency(logits), integrated_gradients(logits, steps=4, chunk_size=2), guided_backprop(logits)):
+        program = equations(jax.make_jaxpr(lambda x: method(x, target))(x).jaxpr)
+        assert "select_and_scatter_add" not in {e.primitive.name for e in program}

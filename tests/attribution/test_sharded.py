@@ -27,14 +27,14 @@ METHODS = {
     "integrated_gradients": lambda m, x, t: integrated_gradients(m, 6)(x, t),
     "integrated_gradients_chunked": lambda m, x, t: integrated_gradients(m, 6, chunk_size=2)(x, t),
     "integrated_gradients_baseline": lambda m, x, t: integrated_gradients(m, 4)(x, t, baseline=1.0 - x),
-    "smooth_grad": lambda m, x, t: smooth_grad(saliency(m), samples=4)(x, KEY, t),
-    "smooth_grad_chunked": lambda m, x, t: smooth_grad(saliency(m), samples=4, chunk_size=3)(x, KEY, t),
+    "smooth_grad": lambda m, x, t: smooth_grad(saliency(m), samples=4)(x, t, key=KEY),
+    "smooth_grad_chunked": lambda m, x, t: smooth_grad(saliency(m), samples=4, chunk_size=3)(x, t, key=KEY),
     "occlusion": lambda m, x, t: occlusion(m, (8, 8), (4, 4), chunk_size=3)(x, t),
     # Many targets share one forward pass and vmap the backward pass over the
     # targets, which folds them in target-major: on a mesh that costs an
     # all-gather (values still equal; checked below, not the collectives).
     "smooth_grad_many_targets": lambda m, x, t: smooth_grad(saliency(m), samples=4, chunk_size=3)(
-        x, KEY, jnp.stack([t, (t + 1) % 4], axis=1)
+        x, jnp.stack([t, (t + 1) % 4], axis=1), key=KEY
     ),
 }
 RESHARDS = {"smooth_grad_many_targets"}

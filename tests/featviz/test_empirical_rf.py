@@ -33,7 +33,7 @@ def test_empirical_field_of_a_known_window(patch):
         images = images.at[k, 2 * i : 2 * i + 5, 2 * j : 2 * j + 5].add(1.0)
     rf = receptive_fields(window_net, images)["win"]
     assert rf == ReceptiveField((5, 5), (2, 2), (0, 0))
-    result = np.asarray(empirical_receptive_field(window_net, "win", 0, images, jax.random.key(7), patch=patch, stride=1))
+    result = np.asarray(empirical_receptive_field(window_net, "win", 0, images, key=jax.random.key(7), patch=patch, stride=1))
     # Re-centred, every window covers rows/cols side // 2 - 2 .. side // 2 + 2; a
     # patch changes the unit when it overlaps the window, so the support grows by patch - 1.
     expected = np.zeros((side, side), bool)
@@ -48,7 +48,7 @@ def test_empirical_field_of_small_cnn_lies_in_the_theoretical_box(small_cnn):
     for layer, channel in (("conv2", 5), ("pool2", 1)):
         rf = receptive_fields(model, images)[layer]
         result = np.asarray(empirical_receptive_field(
-            model, layer, channel, images, jax.random.key(10), patch=patch, stride=2, chunk_size=128))
+            model, layer, channel, images, key=jax.random.key(10), patch=patch, stride=2, chunk_size=128))
         lo = 32 // 2 - (rf.size[0] - 1) // 2 - (patch - 1)
         box = np.zeros((32, 32), bool)
         box[lo : lo + rf.size[0] + 2 * (patch - 1), lo : lo + rf.size[1] + 2 * (patch - 1)] = True
@@ -59,6 +59,6 @@ def test_empirical_field_of_small_cnn_lies_in_the_theoretical_box(small_cnn):
 def test_empirical_field_rejects_global_layers_and_bad_channels(small_cnn):
     images, model = jnp.ones((2, 32, 32, 3)), small_cnn
     with pytest.raises(ValueError, match="layer"):
-        empirical_receptive_field(model, "gap", 0, images, jax.random.key(0))
+        empirical_receptive_field(model, "gap", 0, images, key=jax.random.key(0))
     with pytest.raises(ValueError, match="channel"):
-        empirical_receptive_field(model, "conv2", 32, images, jax.random.key(0))
+        empirical_receptive_field(model, "conv2", 32, images, key=jax.random.key(0))

@@ -37,7 +37,7 @@ def channel_mean(model, images, layer, c):
 def test_rendered_channel_far_exceeds_its_best_dataset_example(model, dataset_channel_means, layer):
     means = dataset_channel_means[layer]
     c = int(means.mean(0).argmax())  # a channel the data does excite
-    rendering = fv.render(model, fv.channel(layer, c), jax.random.key(0), **RENDER)
+    rendering = fv.render(model, fv.channel(layer, c), key=jax.random.key(0), **RENDER)
     rendered = channel_mean(model, rendering.images[-1], layer, c)[0]
     ratio = rendered / means[:, c].max()
     print(f"{layer}:{c} rendered {rendered:.2f} / best of 512 held-out images {means[:, c].max():.2f} = {ratio:.1f}x")
@@ -49,7 +49,7 @@ def test_render_is_reproducible_for_a_key_and_thresholds_are_prefixes(model):
     options = {"param": fv.image(64), "steps": 32}
     render = jax.jit(fv.make_render("relu3:1", thresholds=(16, 32), **options))
     a, b, other = render(model, jax.random.key(3)), render(model, jax.random.key(3)), render(model, jax.random.key(4))
-    short = fv.render(model, "relu3:1", jax.random.key(3), param=fv.image(64), steps=16)
+    short = fv.render(model, "relu3:1", key=jax.random.key(3), param=fv.image(64), steps=16)
     assert a.images.shape == (2, 1, 64, 64, 3) and a.scores.shape == (32, 1)
     np.testing.assert_array_equal(a.images, b.images)
     np.testing.assert_allclose(a.images[0], short.images[-1], atol=1e-5)
@@ -59,7 +59,7 @@ def test_render_is_reproducible_for_a_key_and_thresholds_are_prefixes(model):
 def test_render_each_equals_separate_renders(model):
     options = {"param": fv.image(32), "steps": 24}
     key, channels = jax.random.key(7), [3, 9, 40]
-    together = fv.render_each(model, lambda c: fv.channel("relu4", c), jnp.array(channels), key, **options)
+    together = fv.render_each(model, lambda c: fv.channel("relu4", c), jnp.array(channels), key=key, **options)
     transforms_key, starts_key = jax.random.split(key)
     alone = jax.jit(lambda m, c, k: fv.make_render(fv.channel("relu4", c), **options)(m, transforms_key, init_key=k))
     for i, c in enumerate(channels):
@@ -75,17 +75,17 @@ def test_render_each_sharded_over_a_mesh_equals_unsharded(model):
     options = {"param": fv.image(24), "steps": 8, "transforms": fv.compose(fv.pad(4), fv.jitter(4))}
     channels = jnp.arange(10)  # not a multiple of 8: padded and trimmed
     key = jax.random.key(1)
-    plain = fv.render_each(model, lambda c: fv.channel("relu3", c), channels, key, **options)
-    sharded = fv.render_each(model, lambda c: fv.channel("relu3", c), channels, key, mesh=mesh, **options)
+    plain = fv.render_each(model, lambda c: fv.channel("relu3", c), channels, key=key, **options)
+    sharded = fv.render_each(model, lambda c: fv.channel("relu3", c), channels, key=key, mesh=mesh, **options)
     assert sharded.images.shape == plain.images.shape == (10, 1, 1, 24, 24, 3)
     np.testing.assert_allclose(sharded.images, plain.images, atol=1e-5)
     with pytest.raises(ValueError, match="mesh: expected a mesh with an axis named 'data'"):
-        fv.render_each(model, lambda c: fv.channel("relu3", c), channels, key,
+        fv.render_each(model, lambda c: fv.channel("relu3", c), channels, key=key,
                        mesh=jax.make_mesh((8,), ("objectives",)), **options)
 
 
 def test_class_probability_render_is_classified_as_that_class(model):
-    rendering = fv.render_each(model, fv.class_probability, jnp.arange(6), jax.random.key(2), **RENDER)
+    rendering = fv.render_each(model, fv.class_probability, jnp.arange(6), key=jax.random.key(2), **RENDER)
     probabilities = jax.nn.softmax(model(rendering.images[:, -1, 0]))
     print("rendered class probabilities", np.round(np.diag(np.asarray(probabilities)), 3))
     assert np.all(np.asarray(probabilities).argmax(-1) == np.arange(6))
@@ -93,7 +93,7 @@ def test_class_probability_render_is_classified_as_that_class(model):
 
 def test_semantic_dictionary_lists_the_strongest_channels(model):
     images = HELD_OUT.batch(jnp.arange(2, dtype=jnp.int32))["image"]
-    dictionary = fv.semantic_dictionary(model, "relu3", images, (4, 4), jax.random.key(0), k=3, param=fv.image(24), steps=4)
+    dictionary = fv.semantic_dictionary(model, "relu3", images, (4, 4), key=jax.random.key(0), k=3, param=fv.image(24), steps=4)
     acts = np.asarray(model.activations(images, "relu3")["relu3"][:, 4, 4])
     np.testing.assert_array_equal(dictionary.channels, np.argsort(-acts, axis=-1)[:, :3])
     np.testing.assert_allclose(dictionary.values, -np.sort(-acts, axis=-1)[:, :3], rtol=1e-6)
@@ -102,7 +102,7 @@ def test_semantic_dictionary_lists_the_strongest_channels(model):
 
 def test_activation_grid_cells_match_their_positions(model):
     image = HELD_OUT.batch(jnp.arange(1, dtype=jnp.int32))["image"][0]
-    grid = fv.activation_grid(model, "relu4", image, jax.random.key(0), param=fv.image(24), steps=48)
+    grid = fv.activation_grid(model, "relu4", image, key=jax.random.key(0), param=fv.image(24), steps=48)
     assert grid.shape == (8, 8, 24, 24, 3)
     target = np.asarray(model.activations(image[None], "relu4")["relu4"][0]).reshape(64, -1)
     rendered = np.asarray(model.activations(grid.reshape(64, 24, 24, 3), "relu4")["relu4"].mean((1, 2)))
@@ -117,8 +117,8 @@ def test_activation_grid_cells_match_their_positions(model):
 
 def test_bad_arguments_raise_named_errors(model):
     with pytest.raises(ValueError, match="thresholds"):
-        fv.render(model, "relu3:1", jax.random.key(0), param=fv.image(16), steps=8, thresholds=(4, 9))
+        fv.render(model, "relu3:1", key=jax.random.key(0), param=fv.image(16), steps=8, thresholds=(4, 9))
     with pytest.raises(ValueError, match="unknown layer 'relu9'"):
-        fv.render(model, "relu9:1", jax.random.key(0), param=fv.image(16), steps=2)
+        fv.render(model, "relu9:1", key=jax.random.key(0), param=fv.image(16), steps=2)
     with pytest.raises(ValueError, match="position"):
         fv.top_channels(model, "relu3", jnp.zeros((1, 64, 64, 3)), (8, 0))
