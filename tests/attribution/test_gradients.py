@@ -88,7 +88,7 @@ def _pooled_net():
 
 def test_gradient_methods_route_reduce_window_pools_through_the_switch_pool():
     from interp.attribution import guided_backprop, integrated_gradients
-    from interp.ops._interpret import equations
+    from interp.ops.jaxprs import equations
 
     logits = _pooled_net()
     x = jnp.round(jax.random.normal(jax.random.key(4), (2, 8, 8, 3)))  # ties in the pools

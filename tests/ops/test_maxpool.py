@@ -118,7 +118,7 @@ def _reduce_window(window, stride, padding, dilation=(1, 1)):
 
 
 def _primitive_names(f, *args) -> list[str]:
-    from interp.ops._interpret import equations
+    from interp.ops.jaxprs import equations
 
     return [e.primitive.name for e in equations(jax.make_jaxpr(f)(*args).jaxpr)]
 

@@ -7,7 +7,7 @@ import pytest
 from jax import lax
 
 from interp.ops import for_speed
-from interp.ops._interpret import equations
+from interp.ops.jaxprs import equations
 
 X = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
 W = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
