@@ -84,6 +84,6 @@ def test_bad_inputs_raise_named_errors():
     with pytest.raises(ValueError, match="x: expected shape"):
         cam(MODULE, "relu4", variables=VARIABLES)(X[0], 0)
     with pytest.raises(ValueError, match="class_weights"):
-        cam(nets.from_function(lambda x: nets.tap(x, "f").mean(axis=(1, 2))), "f")
+        cam(nets.from_function(lambda x: nets.tap(x, "f").mean(axis=(1, 2))), "f")(X, 0)
     with pytest.raises(ValueError, match="variables"):
         cam(MODULE, "relu4")
