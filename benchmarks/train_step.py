@@ -27,7 +27,7 @@ def time_steps(name: str, size: int, batch_size: int, repeats: int) -> np.ndarra
         trainlib.create_train_state(module, tx, jnp.zeros((1, size, size, 3)), seed=0), mesh
     )
     step = jax.jit(
-        trainlib.make_train_step(module, tx),
+        trainlib.make_train_step(trainlib.classification_loss(), tx),
         in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
         donate_argnums=0,
     )

@@ -167,6 +167,10 @@ class Model:
         leaves = jax.tree.leaves(self.params)
         return {path: leaves[i] for i, path in self._owned(x, layer)}
 
+    def param_owners(self, x: jax.Array | jax.ShapeDtypeStruct) -> dict[str, tuple[str, ...]]:
+        """Every layer, in execution order, with the paths of the parameters it owns (`()` for none)."""
+        return {name: tuple(path for _, path in owned) for name, owned in self._owners(x).items()}
+
     def replace_layer_params(self, x: jax.Array | jax.ShapeDtypeStruct, layer: str,
                              values: Mapping[str, jax.Array]) -> "Model":
         """A copy whose parameters owned by `layer` are `values` (keyed as `layer_params` keys them).
@@ -294,6 +298,36 @@ class Model:
         flat_args = jax.tree.leaves((self.params, x))
         flat_out = _interpret.interpret(closed, flat_args, select, record)
         return acts, jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
+
+
+def with_activations(fn: Callable[..., Any], layers: Sequence[str], *args) -> tuple[Any, dict[str, jax.Array]]:
+    """`fn(*args)` (pytrees in and out) and the values of its taps `layers`, from one evaluation.
+
+    For passes a `Model` does not describe, e.g. a training-mode forward pass
+    with dropout keys and mutable collections. The activations are
+    differentiable like any value of `fn`.
+
+    Raises:
+      ValueError: a layer is unknown; the message lists the known layers.
+    """
+    leaves, treedef = jax.tree.flatten(args)
+    closed, out_shape = jax.make_jaxpr(lambda *flat: fn(*jax.tree.unflatten(treedef, flat)), return_shape=True)(
+        *leaves)
+    known = _tap_shapes(closed)
+    unknown = [n for n in layers if n not in known]
+    if unknown:
+        raise ValueError(f"layers: unknown layer {unknown[0]!r}; known layers: {', '.join(known)}")
+    acts = {}
+
+    def select(eqn):
+        return eqn.primitive.name == TAP_PRIMITIVE and eqn.params["name"] in layers
+
+    def record(eqn, invals):
+        acts[eqn.params["name"]] = invals[0]
+        return [invals[0]]
+
+    flat_out = _interpret.interpret(closed, leaves, select, record)
+    return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out), acts
 
 
 def _tap_shapes(closed) -> dict[str, jax.ShapeDtypeStruct]:
