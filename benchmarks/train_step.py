@@ -20,7 +20,7 @@ from interp.nets import zoo
 
 def time_steps(name: str, size: int, batch_size: int, repeats: int) -> np.ndarray:
     """Seconds per training step of zoo model `name` at `size` px, after one compile step."""
-    module = zoo.create(name, num_classes=10)
+    module = zoo.create_module(name, num_classes=10)
     tx = optax.adamw(1e-3)
     mesh = sharding.data_mesh()
     state = sharding.replicate(

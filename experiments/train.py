@@ -133,7 +133,7 @@ def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True)
     # Recorded with the dataset's own class count, so `restore` needs no data.
     config = dataclasses.replace(config, num_classes=data.num_classes)
     (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    module = zoo.create(config.model, num_classes=data.num_classes)
+    module = zoo.create_module(config.model, num_classes=data.num_classes)
     evaluate = trainlib.make_evaluator(data.eval, config.batch_size, num_examples=data.eval_examples)
     state = trainlib.train(
         module,
@@ -163,7 +163,7 @@ def restore(workdir: str | pathlib.Path) -> tuple[TrainConfig, Any, dict[str, An
     if not (workdir / "config.json").exists():
         raise FileNotFoundError(f"workdir: {workdir / 'config.json'} not found; is {workdir} a training run?")
     config = TrainConfig(**json.loads((workdir / "config.json").read_text()))
-    module = zoo.create(config.model, num_classes=config.num_classes)
+    module = zoo.create_module(config.model, num_classes=config.num_classes)
     sample = jnp.zeros((1, config.image_size, config.image_size, 3))
     like = trainlib.create_train_state(module, optimizer(config), sample, config.seed)
     checkpoints = trainlib.Checkpoints(workdir / "checkpoints", every=config.checkpoint_every)

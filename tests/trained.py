@@ -17,7 +17,6 @@ import pathlib
 import shutil
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from interp import nets
@@ -33,13 +32,12 @@ def train_small_cnn(workdir, steps: int, batch_size: int = BATCH_SIZE,
                     num_classes: int = NUM_CLASSES) -> tuple[nets.Model, nets.Model]:
     """(trained, random-init) SmallCNNs: Adam 2e-3 on SynthParts(seed=0, 64 px), read in index order."""
     data = SynthParts(seed=0, image_size=64, num_classes=num_classes)
-    module = nets.create("small_cnn", num_classes=num_classes)
+    module = nets.create_module("small_cnn", num_classes=num_classes)
     state = trainlib.train(
         module, optax.adam(LEARNING_RATE), data, num_steps=steps, batch_size=batch_size, workdir=workdir,
         shuffle=False, checkpoint_every=steps, log_every=steps, progress=False,
     )
-    random_init = nets.from_linen(module, module.init(jax.random.key(5), jnp.zeros((1, 64, 64, 3))))
-    return state.model(), random_init
+    return state.model(), nets.create("small_cnn", num_classes=num_classes, key=jax.random.key(5))
 
 
 def cached_small_cnn(cache_dir: pathlib.Path) -> dict[int, tuple[nets.Model, nets.Model]]:

@@ -58,7 +58,7 @@ def interpretable_cnn(name: str, num_classes: int, *, variant: str = "paper", ma
         raise ValueError(f"name: expected one of small_cnn, {', '.join(LAST_CONV_WIDTH)}, got {name!r}")
     layer = InterpretableConv(width, variant=variant, masked=masked,
                               num_classes=num_classes if track_classes else None)
-    return nets.create(name, num_classes=num_classes, after_last_conv=layer, **kw)
+    return nets.create_module(name, num_classes=num_classes, after_last_conv=layer, **kw)
 
 
 def _find(tree: Any, key: str) -> tuple[tuple[str, ...], Any]:

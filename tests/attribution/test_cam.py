@@ -9,7 +9,7 @@ from interp import nets
 from interp.attribution import cam, grad_cam, grad_cam_plus_plus
 
 C = 6
-MODULE = nets.create("small_cnn", num_classes=C)
+MODULE = nets.create_module("small_cnn", num_classes=C)
 X = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3))
 VARIABLES = MODULE.init(jax.random.key(1), X)
 TARGET = jnp.array([1, 4])

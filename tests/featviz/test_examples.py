@@ -81,7 +81,7 @@ def test_bad_arguments_raise():
 
 @pytest.fixture(scope="module")
 def small_cnn():
-    module = nets.create("small_cnn", num_classes=3)
+    module = nets.create_module("small_cnn", num_classes=3)
     return nets.from_linen(module, jax.jit(module.init)(jax.random.key(3), jnp.zeros((1, 32, 32, 3))))
 
 
