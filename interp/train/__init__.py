@@ -11,23 +11,20 @@ update on its own.
 
 from interp.train.checkpoint import CheckpointError, Checkpoints
 from interp.train.losses import Forward, Loss, classification_loss
-from interp.train.loop import MetricsLog, make_evaluator, read_metrics, train
+from interp.train.loop import make_evaluator, read_metrics, train
 from interp.train.state import TrainState, create_train_state
-from interp.train.step import make_eval_step, make_train_step, summarize
+from interp.train.step import make_train_step
 
 __all__ = [
     "CheckpointError",
     "Checkpoints",
     "Forward",
     "Loss",
-    "MetricsLog",
     "TrainState",
     "classification_loss",
     "create_train_state",
-    "make_eval_step",
     "make_evaluator",
     "make_train_step",
     "read_metrics",
-    "summarize",
     "train",
 ]

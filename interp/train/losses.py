@@ -29,6 +29,10 @@ union of theirs, its state updates merged (a metric or a collection named by
 two terms is an error). `make_train_step(loss, optimizer)` logs the total as
 'loss'. A new loss (an explainer's distillation, a margin loss, ...) is a
 factory returning `Loss(fn, layers=(...))`; it needs nothing else from the loop.
+A loss that reads another, fixed network (a teacher, a frozen explainer)
+takes it as a factory argument, e.g. `distillation_loss(teacher: Model, ...)`,
+and calls it inside `fn`; the differentiated parameters stay those of the
+trained network.
 """
 
 from __future__ import annotations
