@@ -55,7 +55,7 @@ def from_flax(variables: Mapping[str, Any], num_classes: int, **config) -> Small
     """A torch SmallCNN (eval mode, float32) holding the Flax SmallCNN `variables`.
 
     Args:
-      variables: `module.init(...)` of `interp.nets.create("small_cnn", ...)`.
+      variables: `module.init(...)` of `interp.nets.create_module("small_cnn", ...)`.
       num_classes: as in the Flax module.
       **config: `channels`, `stem_stride`, `pools`, as in the Flax module.
     """

@@ -5,7 +5,7 @@ builds it):
 
   .bench-venv/bin/python -m benchmarks.attribution [--batch-size 16] [--repeats 7] [--network both]
 
-One process holds SmallCNN (`interp.nets.create("small_cnn", num_classes=6)`,
+One process holds SmallCNN (`interp.nets.create_module("small_cnn", num_classes=6)`,
 random He-init weights, seed 0) in Flax and the same weights in a torch
 module (`benchmarks/_torch_reference.py`), a batch of 64x64 SynthParts images
 and their labels as targets. For every method (`benchmarks/_attribution_cases.py`)
@@ -61,7 +61,7 @@ def _model_and_batch(batch_size: int):
     from interp.data import SynthParts
 
     batch = SynthParts(seed=0, image_size=64, num_classes=6).batch(jnp.arange(batch_size))
-    module = nets.create("small_cnn", num_classes=6)
+    module = nets.create_module("small_cnn", num_classes=6)
     variables = module.init(jax.random.key(0), batch["image"])
     return module, variables, batch["image"], batch["label"]
 

@@ -7,7 +7,7 @@ image and every unit, upsample the unit's map to the segmentation, binarize it
 at the unit's threshold and count the labels under it. Both sides here get the
 SAME inputs, prepared before any timing:
 
-  * activations: SmallCNN (`nets.create("small_cnn", num_classes=6)`, random
+  * activations: SmallCNN (`nets.create_module("small_cnn", num_classes=6)`, random
     He-init weights, seed 0) on SynthParts images (seed 0), one layer at a time;
   * thresholds: each unit's 0.995 quantile over the set (float32, shared);
   * labels: one SynthParts label set, in each side's form. Lite gets, per
@@ -243,8 +243,7 @@ def check_equal(lite: dict[str, np.ndarray], counts: dissect.Counts, name: str) 
 
 
 def _model(size: int) -> nets.Model:
-    module = nets.create("small_cnn", num_classes=6)
-    return nets.from_linen(module, module.init(jax.random.key(0), jnp.zeros((1, size, size, 3))))
+    return nets.create("small_cnn", num_classes=6, key=jax.random.key(0), input_size=size)
 
 
 def _activations(model: nets.Model, images: np.ndarray, layer: str, batch_size: int) -> np.ndarray:

@@ -5,7 +5,7 @@ builds it):
 
   .bench-lucent-venv/bin/python -m benchmarks.featviz [--repeats 5] [--steps-one 128] [--steps-all 16]
 
-One process holds SmallCNN (`interp.nets.create("small_cnn", num_classes=6)`,
+One process holds SmallCNN (`interp.nets.create("small_cnn", num_classes=6, key=key(0))`,
 random He-init weights, seed 0) in Flax and the same weights in the torch port
 (`benchmarks/_torch_reference.py`). Both sides optimize 64x64 images
 parameterized by a scaled spectrum with decorrelated colour (Lucid's
@@ -75,14 +75,12 @@ def _setup_threads(threads: int) -> None:
 def _model_and_net():
     """The Flax SmallCNN as a `Model` and its torch port with the same weights."""
     import jax
-    import jax.numpy as jnp
 
     from benchmarks import _torch_reference
     from interp import nets
 
-    module = nets.create("small_cnn", num_classes=6)
-    variables = module.init(jax.random.key(0), jnp.zeros((1, _SIZE, _SIZE, 3)))
-    return nets.from_linen(module, variables), _torch_reference.from_flax(variables, num_classes=6)
+    model = nets.create("small_cnn", num_classes=6, key=jax.random.key(0), input_size=_SIZE)
+    return model, _torch_reference.from_flax(model.params, num_classes=6)
 
 
 def _port_difference(model, net, layer: str) -> float:

@@ -20,14 +20,14 @@ from interp.nets import zoo
 
 def time_steps(name: str, size: int, batch_size: int, repeats: int) -> np.ndarray:
     """Seconds per training step of zoo model `name` at `size` px, after one compile step."""
-    module = zoo.create(name, num_classes=10)
+    module = zoo.create_module(name, num_classes=10)
     tx = optax.adamw(1e-3)
     mesh = sharding.data_mesh()
     state = sharding.replicate(
         trainlib.create_train_state(module, tx, jnp.zeros((1, size, size, 3)), seed=0), mesh
     )
     step = jax.jit(
-        trainlib.make_train_step(module, tx),
+        trainlib.make_train_step(trainlib.classification_loss(), tx),
         in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
         donate_argnums=0,
     )

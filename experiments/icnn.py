@@ -40,7 +40,7 @@ import optax
 from experiments import train as train_experiment
 from interp import dissect, layers, metrics, nets, viz
 from interp import train as trainlib
-from interp.data import CUB200, SynthParts, VOCPart
+from interp.data import CUB200, BatchSource, SynthParts, VOCPart, sized
 from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
 from interp.nets import receptive_fields
 
@@ -69,19 +69,32 @@ class Task:
     name: str
     num_classes: int
     image_size: int
-    train_batch: Callable[[int, int], dict[str, Any]]  # (step, batch_size) -> image, label
+    train: BatchSource  # image, label
+    shuffle: bool  # whether training visits each epoch of `train` in a seeded random order
     eval_batches: Callable[[], Iterator[dict[str, Any]]]  # image, label, category, landmarks, landmark_visible
     mode: str  # "single" or "multi"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSource:
+    """A batch source's 'image' and 'label'; with `positive`, the label is 1 for that class and 0 for the rest."""
+
+    source: BatchSource
+    positive: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batch(self, indices) -> dict[str, np.ndarray]:
+        batch = self.source.batch(indices)
+        label = np.asarray(batch["label"], np.int32)
+        label = label if self.positive is None else (label == self.positive).astype(np.int32)
+        return {"image": np.asarray(batch["image"], np.float32), "label": label}
 
 
 def synthparts_tasks(config: IcnnConfig) -> list[Task]:
     data = SynthParts(seed=config.seed, image_size=config.image_size)
     held_out = dataclasses.replace(data, seed=config.seed + 1)
-
-    def train_batch(step, size, positive=None):
-        batch = data.batch(step * size + jnp.arange(size, dtype=jnp.int32))
-        label = batch["label"] if positive is None else (batch["label"] == positive).astype(jnp.int32)
-        return {"image": batch["image"], "label": label}
 
     def eval_batches(positive=None):
         for start in range(0, config.eval_images, 256):
@@ -90,11 +103,11 @@ def synthparts_tasks(config: IcnnConfig) -> list[Task]:
             yield {"image": batch["image"], "label": label, "category": batch["label"],
                    "landmarks": batch["landmarks"], "landmark_visible": batch["landmark_visible"]}
 
-    tasks = [Task("multi", data.num_classes, data.image_size, train_batch, eval_batches, "multi")]
+    # SynthParts' examples are independent draws: read in index order.
+    tasks = [Task("multi", data.num_classes, data.image_size, TrainSource(data), False, eval_batches, "multi")]
     for name in config.single_classes:
         c = data.class_names.index(name)
-        tasks.append(Task(f"single_{name}", 2, data.image_size,
-                          lambda step, size, c=c: train_batch(step, size, c),
+        tasks.append(Task(f"single_{name}", 2, data.image_size, TrainSource(data, c), False,
                           lambda c=c: eval_batches(c), "single"))
     return tasks
 
@@ -107,11 +120,6 @@ def folder_task(name: str, train_source, eval_source, config: IcnnConfig, parts=
             batch = select_landmarks(batch, parts)
         return {key: np.asarray(value) for key, value in batch.items()}
 
-    def train_batch(step, size):
-        indices = (step * size + np.arange(size)) % len(train_source)
-        batch = prepared(train_source, indices)
-        return {"image": batch["image"], "label": batch["label"]}
-
     def eval_batches():
         count = min(config.eval_images, len(eval_source))
         for start in range(0, count, 64):
@@ -119,7 +127,8 @@ def folder_task(name: str, train_source, eval_source, config: IcnnConfig, parts=
             yield {"image": batch["image"], "label": batch["label"], "category": batch["label"],
                    "landmarks": batch["landmarks"], "landmark_visible": batch["landmark_visible"]}
 
-    return Task(name, train_source.num_classes, config.image_size, train_batch, eval_batches, "multi")
+    return Task(name, train_source.num_classes, config.image_size, TrainSource(sized(train_source, config.image_size)),
+                True, eval_batches, "multi")
 
 
 def train_network(task: Task, interpretable: bool, workdir: pathlib.Path, config: IcnnConfig) -> nets.Model:
@@ -130,17 +139,15 @@ def train_network(task: Task, interpretable: bool, workdir: pathlib.Path, config
         kw["pools"] = (True,) * pools + (False,) * (4 - pools)
     module = layers.interpretable_cnn(config.model, task.num_classes, variant=config.variant, masked=interpretable,
                                       track_classes=task.mode == "multi", **kw)
-    extra_loss = layers.icnn_loss(config.weight, task.mode) if interpretable else None
+    loss = trainlib.classification_loss()
+    if interpretable:
+        loss = loss + layers.icnn_loss(config.weight, task.mode)
     steps = config.steps if task.mode == "multi" else config.single_steps
-
-    def batches(step, rows):
-        return {k: v[rows] for k, v in task.train_batch(step, config.batch_size).items()}
-
     state = trainlib.train(
-        module, optax.adam(config.learning_rate), batches, num_steps=steps, batch_size=config.batch_size,
-        workdir=workdir, sample_input=jnp.zeros((1, task.image_size, task.image_size, 3)), seed=config.seed,
-        checkpoint_every=max(steps // 4, 1), log_every=max(steps // 10, 1), progress=False, extra_loss=extra_loss)
-    return nets.from_linen(module, jax.device_get(trainlib.variables_of(state)))
+        module, optax.adam(config.learning_rate), task.train, loss=loss, num_steps=steps,
+        batch_size=config.batch_size, workdir=workdir, seed=config.seed, shuffle=task.shuffle,
+        checkpoint_every=max(steps // 4, 1), log_every=max(steps // 10, 1), progress=False)
+    return state.model()
 
 
 def evaluate(model: nets.Model, task: Task, config: IcnnConfig) -> dict[str, Any]:

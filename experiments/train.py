@@ -11,7 +11,6 @@ Rerunning with the same workdir resumes from its latest checkpoint.
 
 import argparse
 import dataclasses
-import functools
 import importlib
 import importlib.util
 import json
@@ -25,7 +24,7 @@ import numpy as np
 import optax
 
 from interp import train as trainlib
-from interp.data import SynthParts
+from interp.data import BatchSource, SynthParts, sized
 from interp.nets import zoo
 
 
@@ -53,12 +52,13 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-    """Batches for training and evaluation, each a pure function of its index."""
+    """Batch sources for training and evaluation (see `interp.data.stream`)."""
 
-    train: trainlib.loop.BatchFn
-    eval: trainlib.loop.BatchFn
+    train: BatchSource
+    eval: BatchSource
     num_classes: int
-    eval_batches: int
+    eval_examples: int  # evaluated: examples 0 ... eval_examples - 1 of `eval`
+    shuffle: bool  # whether training visits each epoch in a seeded random order
 
 
 def synthparts_data(config: TrainConfig) -> Data:
@@ -67,51 +67,35 @@ def synthparts_data(config: TrainConfig) -> Data:
     )
     # Another seed is another stream of examples from the same distribution.
     eval_set = dataclasses.replace(train_set, seed=config.seed + 1)
-    size = config.batch_size
-
-    def batches(dataset: SynthParts) -> trainlib.loop.BatchFn:
-        def batch_fn(index: int, rows: slice) -> dict[str, Any]:
-            indices = index * size + jnp.arange(size, dtype=jnp.int32)[rows]
-            batch = dataset.batch(indices)
-            return {"image": batch["image"], "label": batch["label"]}
-
-        return batch_fn
-
-    return Data(batches(train_set), batches(eval_set), config.num_classes, config.eval_batches)
+    # SynthParts' examples are independent draws: read in index order.
+    return Data(ImageLabel(train_set), ImageLabel(eval_set), config.num_classes,
+                config.eval_batches * config.batch_size, shuffle=False)
 
 
 def source_data(config: TrainConfig, train_source: Any, eval_source: Any) -> Data:
-    """Batches from a reader with `batch(indices, image_size)` (CUB, tfds).
+    """Batch sources from readers with `batch(indices, image_size)` (CUB, tfds).
 
-    The training stream visits the examples epoch after epoch, each epoch in an
-    order drawn from (seed, epoch), so the batch of a step depends on the step
-    alone, as resuming requires; batches run across epoch boundaries.
+    Training visits the examples epoch after epoch, each epoch in an order
+    drawn from (seed, epoch) (`interp.data.epoch_indices`); evaluation is one
+    ordered pass over at most `eval_batches` batches, padded at weight 0.
     """
-    size = config.batch_size
-
-    @functools.lru_cache(maxsize=4)
-    def epoch_order(epoch: int) -> np.ndarray:
-        return np.random.default_rng([config.seed, epoch]).permutation(len(train_source))
-
-    def train_fn(step: int, rows: slice) -> dict[str, Any]:
-        positions = step * size + np.arange(size)[rows]
-        epochs, offsets = np.divmod(positions, len(train_source))
-        indices = [epoch_order(int(e))[o] for e, o in zip(epochs, offsets)]
-        return _image_label(train_source.batch(indices, image_size=config.image_size))
-
-    def eval_fn(index: int, rows: slice) -> dict[str, Any]:
-        # The last batch is padded with example 0 at weight 0: every example counts once.
-        positions = (index * size + np.arange(size))[rows]
-        real = positions < len(eval_source)
-        batch = _image_label(eval_source.batch(np.where(real, positions, 0), image_size=config.image_size))
-        return {**batch, "weight": real.astype(np.float32)}
-
-    eval_batches = min(config.eval_batches, -(-len(eval_source) // size))
-    return Data(train_fn, eval_fn, train_source.num_classes, eval_batches)
+    eval_examples = min(config.eval_batches * config.batch_size, len(eval_source))
+    return Data(ImageLabel(sized(train_source, config.image_size)), ImageLabel(sized(eval_source, config.image_size)),
+                train_source.num_classes, eval_examples, shuffle=True)
 
 
-def _image_label(batch: dict[str, Any]) -> dict[str, Any]:
-    return {"image": np.asarray(batch["image"], np.float32), "label": np.asarray(batch["label"], np.int32)}
+@dataclasses.dataclass(frozen=True)
+class ImageLabel:
+    """A batch source's 'image' (float32) and 'label' (int32), the fields training reads."""
+
+    source: BatchSource
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batch(self, indices) -> dict[str, Any]:
+        batch = self.source.batch(indices)
+        return {"image": np.asarray(batch["image"], np.float32), "label": np.asarray(batch["label"], np.int32)}
 
 
 def make_data(config: TrainConfig) -> Data:
@@ -149,8 +133,8 @@ def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True)
     # Recorded with the dataset's own class count, so `restore` needs no data.
     config = dataclasses.replace(config, num_classes=data.num_classes)
     (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    module = zoo.create(config.model, num_classes=data.num_classes)
-    evaluate = trainlib.make_evaluator(module, data.eval, data.eval_batches, config.batch_size)
+    module = zoo.create_module(config.model, num_classes=data.num_classes)
+    evaluate = trainlib.make_evaluator(data.eval, config.batch_size, num_examples=data.eval_examples)
     state = trainlib.train(
         module,
         optimizer(config),
@@ -158,11 +142,11 @@ def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True)
         num_steps=config.steps,
         batch_size=config.batch_size,
         workdir=workdir,
-        sample_input=jnp.zeros((1, config.image_size, config.image_size, 3)),
         seed=config.seed,
+        shuffle=data.shuffle,
         checkpoint_every=config.checkpoint_every,
         log_every=config.log_every,
-        eval_fn=evaluate,
+        evaluate=evaluate,
         eval_every=config.eval_every,
         progress=progress,
     )
@@ -179,7 +163,7 @@ def restore(workdir: str | pathlib.Path) -> tuple[TrainConfig, Any, dict[str, An
     if not (workdir / "config.json").exists():
         raise FileNotFoundError(f"workdir: {workdir / 'config.json'} not found; is {workdir} a training run?")
     config = TrainConfig(**json.loads((workdir / "config.json").read_text()))
-    module = zoo.create(config.model, num_classes=config.num_classes)
+    module = zoo.create_module(config.model, num_classes=config.num_classes)
     sample = jnp.zeros((1, config.image_size, config.image_size, 3))
     like = trainlib.create_train_state(module, optimizer(config), sample, config.seed)
     checkpoints = trainlib.Checkpoints(workdir / "checkpoints", every=config.checkpoint_every)
@@ -187,7 +171,7 @@ def restore(workdir: str | pathlib.Path) -> tuple[TrainConfig, Any, dict[str, An
         state = checkpoints.restore(like)
     finally:
         checkpoints.close()
-    return config, module, trainlib.variables_of(state)
+    return config, module, state.variables
 
 
 def load_config(name_or_path: str, overrides: list[str]) -> TrainConfig:

@@ -13,7 +13,7 @@ from interp.nets import adapter, zoo
 
 def layers(name: str, size: int | None, num_classes: int) -> str:
     """A table of the named layers of zoo model `name` at input size `size`."""
-    module = zoo.create(name, num_classes=num_classes)
+    module = zoo.create_module(name, num_classes=num_classes)
     size = size or zoo.paper_input_size(name)[0]
     x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
     # eval_shape: the shapes of a VGG-16 without allocating its 138M weights.

@@ -9,9 +9,18 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 settings.register_profile("ci", max_examples=25, deadline=None)
 settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def trained_small_cnn(request):
+    """`{steps: (trained, random-init)}` SmallCNNs on SynthParts at 400 and 700 steps, trained once (`tests.trained`)."""
+    from tests.trained import cached_small_cnn
+
+    return cached_small_cnn(request.config.cache.mkdir("trained_small_cnn"))

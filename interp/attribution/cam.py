@@ -31,10 +31,12 @@ def cam(
     Args:
       model: the network; `layer` must be the one the GAP reads.
       layer: name of the spatial layer [b, h', w', c].
-      class_weights: the head's kernel [c, classes]; by default the Linen
-        params' `params[head]['kernel']` (the zoo's SmallCNN names it `logits`).
-        The head's bias only shifts every pixel equally and is left out.
-      head: the dense head's name when `class_weights` is None.
+      class_weights: the head's kernel [c, classes]; by default the one
+        matrix among the parameters the layer `head` owns (see
+        `interp.nets.Model.layer_params`). The head's bias only shifts every
+        pixel equally and is left out.
+      head: the dense head's tap name when `class_weights` is None (the zoo's
+        SmallCNN and ResNets call it `logits`).
       variables: the variables when `model` is a Linen module.
       upsample: resize to the input's size (True) or keep the layer's.
 
@@ -42,10 +44,10 @@ def cam(
       `attribute(x, target)`: [b, h, w] (or [b, k, h, w] for a [b, k] target).
     """
     model = as_model(model, variables)
-    weights = _head_kernel(model, head) if class_weights is None else jnp.asarray(class_weights)
 
     def attribute(x: jax.Array, target: Target) -> jax.Array:
         x, target = _prepare(model, x, layer, target)
+        weights = _head_kernel(model, x, head) if class_weights is None else jnp.asarray(class_weights)
         acts = model.activations(x, layer)[layer]
         if target is None:
             raise ValueError("target: CAM needs a target class to take the head weights of")
@@ -145,12 +147,16 @@ def _finish(maps: jax.Array, x: jax.Array, upsample: bool) -> jax.Array:
     return jax.image.resize(maps, (*maps.shape[:-2], *x.shape[1:3]), "bilinear")
 
 
-def _head_kernel(model: Model, head: str) -> jax.Array:
+def _head_kernel(model: Model, x: jax.Array, head: str) -> jax.Array:
+    """The one matrix [c, classes] among the parameters of layer `head`."""
     try:
-        return model.params["params"][head]["kernel"]
-    except (KeyError, TypeError, IndexError):
-        raise ValueError(
-            f"class_weights: no dense head params['params'][{head!r}]['kernel'] in the model; "
-            "pass class_weights [channels, classes]"
-        ) from None
+        owned = model.layer_params(x, head)
+    except ValueError as error:
+        raise ValueError(f"class_weights: no dense head {head!r} to read ({error}); "
+                         "pass class_weights [channels, classes] or head=") from None
+    matrices = [value for value in owned.values() if jnp.ndim(value) == 2]
+    if len(matrices) != 1:
+        raise ValueError(f"class_weights: layer {head!r} owns {len(matrices)} matrices ({', '.join(owned)}), "
+                         "not one dense kernel; pass class_weights [channels, classes]")
+    return matrices[0]
 

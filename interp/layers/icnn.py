@@ -1,9 +1,9 @@
 """Interpretable CNNs built from zoo models, and their training loss.
 
-    module = layers.interpretable_cnn("vgg16", num_classes=200)            # masked layer on conv5_3
+    module = layers.interpretable_cnn("vgg16", num_classes=200, track_classes=True)  # on conv5_3
     baseline = layers.interpretable_cnn("vgg16", num_classes=200, masked=False)
-    loss = layers.icnn_loss(weight=1.0, mode="multi", num_classes=200)
-    train.train(module, optax.adam(1e-3), batches, ..., extra_loss=loss)
+    loss = train.classification_loss() + layers.icnn_loss(weight=1.0, mode="multi")
+    train.train(module, optax.adam(1e-3), data, loss=loss, ...)
 
 The loss adds `weight * sum_f Loss_f` to the cross-entropy. Which images a
 filter should fire on sets its prior `alpha`, the batch share of those images:
@@ -29,6 +29,7 @@ from flax import traverse_util
 
 from interp import nets
 from interp.layers.interpretable import InterpretableConv, beta_target, filter_loss
+from interp.train.losses import Forward, Loss
 
 MODES = ("single", "multi")
 # Width of the last conv layer of each zoo model (the interpretable layer keeps it).
@@ -57,11 +58,11 @@ def interpretable_cnn(name: str, num_classes: int, *, variant: str = "paper", ma
         raise ValueError(f"name: expected one of small_cnn, {', '.join(LAST_CONV_WIDTH)}, got {name!r}")
     layer = InterpretableConv(width, variant=variant, masked=masked,
                               num_classes=num_classes if track_classes else None)
-    return nets.create(name, num_classes=num_classes, after_last_conv=layer, **kw)
+    return nets.create_module(name, num_classes=num_classes, after_last_conv=layer, **kw)
 
 
 def _find(tree: Any, key: str) -> tuple[tuple[str, ...], Any]:
-    """The one (path, value) of `tree` whose path ends in `key`."""
+    """The one (path, value) of the layer's own collection `tree` whose path ends in `key`."""
     hits = [(path, value) for path, value in traverse_util.flatten_dict(tree).items() if path[-1] == key]
     if len(hits) != 1:
         raise ValueError(f"expected one interpretable layer with {key!r}, found {len(hits)}: "
@@ -84,12 +85,19 @@ def update_class_means(means: jax.Array, peaks: jax.Array, labels: jax.Array, mo
 
 
 def icnn_loss(weight: float = 1.0, mode: str = "multi", *, positive_class: int = 1, momentum: float = 0.9,
-              beta_pull: float = 1.0):
-    """The `extra_loss` of `interp.train.train` for an interpretable CNN (see the module docstring).
+              beta_pull: float = 1.0) -> Loss:
+    """The interpretable CNN's filter loss, a term to add to `classification_loss()` (see the module docstring).
+
+    Reads the unmasked maps of the tap `icnn` and, for the "official"
+    variant, the learned beta that the tap `icnn_masked` owns. Metrics:
+    'filter_loss' (the mean over filters) and, with a learned beta, 'beta_mean'.
 
     Args:
       weight: lambda, the filter loss's weight against the cross-entropy.
-      mode: "single" or "multi".
+      mode: "single" or "multi"; "multi" keeps per-class running means in
+        the model state, so the network must be built with
+        `interpretable_cnn(..., track_classes=True)` (the first step raises
+        a `ValueError` otherwise).
       positive_class: the positives' label in "single" mode.
       momentum: of the per-class running means in "multi" mode.
       beta_pull: weight of `(beta - beta_target)^2 / 2` for a learned beta.
@@ -97,32 +105,30 @@ def icnn_loss(weight: float = 1.0, mode: str = "multi", *, positive_class: int =
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
 
-    def extra_loss(batch, intermediates, model_state, params):
-        (path, sown) = _find(intermediates, "maps")
-        maps = sown[0]
+    def fn(forward: Forward, batch):
+        maps = forward.activations["icnn"]
         peaks = jax.lax.stop_gradient(maps.max((1, 2)))  # [B, C]
         labels = batch["label"]
         updates = {}
         if mode == "single":
             positive = jnp.broadcast_to((labels == positive_class)[:, None], peaks.shape)
         else:
-            if "icnn_stats" not in model_state:
-                raise ValueError("mode='multi' needs the per-class peak means: build the network with "
-                                 "interpretable_cnn(..., track_classes=True)")
-            stats_path, means = _find(model_state["icnn_stats"], "class_means")
+            if "icnn_stats" not in forward.model_state:
+                raise ValueError("mode: 'multi' needs the per-class peak means; build the network with "
+                                 "interpretable_cnn(..., track_classes=True), or use mode='single'")
+            stats_path, means = _find(forward.model_state["icnn_stats"], "class_means")
             means = update_class_means(means, peaks, labels, momentum)
             positive = labels[:, None] == jnp.argmax(means, axis=0)[None, :]
             updates["icnn_stats"] = traverse_util.unflatten_dict({stats_path: means})
         losses = filter_loss(maps, positive.mean(0))
         term = weight * losses.sum()
         metrics = {"filter_loss": losses.mean()}
-        flat_params = traverse_util.flatten_dict(params)
-        beta_paths = [p for p in flat_params if p[-1] == "beta" and p[:-1] == path[:-1]]
+        beta_paths = [p for p in forward.param_owners().get("icnn_masked", ()) if p.split("/")[-1] == "beta"]
         if beta_paths:
-            beta = flat_params[beta_paths[0]]
+            beta = forward.layer_params("icnn_masked")[beta_paths[0]]
             target = jax.lax.stop_gradient(beta_target(maps, positive))
             term = term + beta_pull * 0.5 * jnp.sum((beta - target) ** 2)
             metrics["beta_mean"] = beta.mean()
         return term, metrics, updates
 
-    return extra_loss
+    return Loss(fn, layers=("icnn",))

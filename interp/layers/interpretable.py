@@ -167,10 +167,9 @@ class InterpretableConv(nn.Module):
     """A conv layer + ReLU whose maps are masked by the template at their peak.
 
     Put on top of a network's last conv layer; the layers above see the
-    masked maps. The unmasked maps are named `icnn` (what `filter_loss` and
-    location instability read) and the masked ones `icnn_masked`; in a
-    mutable 'intermediates' collection the maps are also sown as `maps`, for
-    the training loss.
+    masked maps. The unmasked maps are the tap `icnn` (what `filter_loss`,
+    the training loss and location instability read) and the masked ones
+    `icnn_masked`.
 
     Attributes:
       features: number of filters (the paper keeps the top conv layer's width).
@@ -196,7 +195,6 @@ class InterpretableConv(nn.Module):
         conv = nn.Conv(self.features, (self.kernel_size,) * 2, padding="SAME", name="conv",
                        kernel_init=nn.initializers.variance_scaling(2.0, "fan_in", "normal"))
         maps = tap(nn.relu(conv(x)), "icnn")
-        self.sow("intermediates", "maps", maps)
         if self.num_classes is not None:
             self.variable("icnn_stats", "class_means", jnp.zeros, (self.num_classes, self.features))
         if not self.masked:

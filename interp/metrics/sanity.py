@@ -17,7 +17,6 @@ randomized copy of the parameters is alive at a time.
 """
 
 import functools
-import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -68,72 +67,20 @@ def spearman(a: jax.Array, b: jax.Array) -> jax.Array:
     return pearson(ranks(jnp.reshape(a, (a.shape[0], -1))), ranks(jnp.reshape(b, (b.shape[0], -1))))
 
 
-def _key_name(k: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(k, attr):
-            return str(getattr(k, attr))
-    return str(k)
+def _randomized(model: Model, layers: tuple[str, ...], x, key: jax.Array, active: jax.Array, bias: str) -> Model:
+    """`model` with layer j redrawn where `active[j]` (bool [len(layers)]), as `Model.reinitialize` draws it.
 
-
-def _plan(params: Any, layers: Sequence[str]) -> list[int]:
-    """For each leaf of `params`, the index in `layers` of the layer it belongs to (-1: none).
-
-    A layer name is a path of keys under the `params` collection (Linen
-    variables) or under the root (anything else), "/"-separated for nesting:
-    "conv1", "layer1_0" (a whole ResNet block), "layer1_0/conv1".
-    BatchNorm statistics and other collections are never randomized.
+    The noise does not depend on which other layers are redrawn, so cascading
+    step k equals `randomize_layers(model, layers[:k + 1], x, key=key)` and
+    independent step k equals `randomize_layers(model, [layers[k]], x, key=key)`.
     """
-    paths = [tuple(_key_name(k) for k in p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-    root = ("params",) if isinstance(params, dict) and "params" in params else ()
-    plan = []
-    for path in paths:
-        owner = -1
-        if path[: len(root)] == root:
-            rest = path[len(root) :]
-            for j, name in enumerate(layers):
-                parts = tuple(name.split("/"))
-                if rest[: len(parts)] == parts:
-                    owner = j
-                    break
-        plan.append(owner)
-    for j, name in enumerate(layers):
-        if j not in plan:
-            known = sorted({p[len(root)] for p in paths if len(p) > len(root) and p[: len(root)] == root})
-            raise ValueError(f"layers: no parameters under '{name}'; known layers: {', '.join(known)}")
-    return plan
+    return model.reinitialize(x, layers, key, bias=bias, where=active)
 
 
-def _randomized(model: Model, layers: Sequence[str], key: jax.Array, active: jax.Array, bias: str) -> Model:
-    """A copy of `model` whose parameters of layer j are redrawn where `active[j]` (bool [len(layers)]).
-
-    Each tensor becomes N(0, 1) noise times the original tensor's standard
-    deviation (its root-mean-square when the std is 0, e.g. a BatchNorm scale
-    of ones; an all-zero tensor stays zero). The noise for leaf i (its index
-    in the whole params tree) of layer `name` is drawn from
-    fold_in(fold_in(key, crc32(name)), i), so it does not depend on which other
-    layers are randomized: cascading step k equals
-    `randomize_layers(model, layers[:k + 1], key=key)`, independent step k equals
-    `randomize_layers(model, [layers[k]], key=key)`.
-    """
-    if bias not in ("random", "zero", "keep"):
-        raise ValueError(f"bias: expected 'random', 'zero' or 'keep', got {bias!r}")
-    plan = _plan(model.params, layers)
-    flat, treedef = jax.tree_util.tree_flatten_with_path(model.params)
-    leaves = []
-    for i, ((path, leaf), owner) in enumerate(zip(flat, plan)):
-        if owner < 0 or not jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating):
-            leaves.append(leaf)
-            continue
-        if path and _key_name(path[-1]) == "bias" and bias != "random":
-            new = leaf if bias == "keep" else jnp.zeros_like(leaf)
-        else:
-            std = jnp.std(leaf)
-            scale = jnp.where(std > 0, std, jnp.sqrt(jnp.mean(jnp.square(leaf))))
-            layer_key = jax.random.fold_in(key, zlib.crc32(layers[owner].encode()) & 0x7FFFFFFF)
-            noise = jax.random.normal(jax.random.fold_in(layer_key, i), jnp.shape(leaf))
-            new = (noise * scale).astype(jnp.asarray(leaf).dtype)
-        leaves.append(jnp.where(active[owner], new, leaf))
-    return model.replace(params=jax.tree_util.tree_unflatten(treedef, leaves))
+def _check_layers(model: Model, x, layers: tuple[str, ...]) -> None:
+    """Raises the adapter's `ValueError` for a layer that is unknown or owns no parameters, outside jit."""
+    for layer in layers:
+        model.layer_params(x, layer)
 
 
 _randomized_jit = jax.jit(_randomized, static_argnames=("layers", "bias"))
@@ -142,6 +89,7 @@ _randomized_jit = jax.jit(_randomized, static_argnames=("layers", "bias"))
 def randomize_layers(
     model: Any,
     layers: Sequence[str],
+    x: jax.Array,
     *,
     key: jax.Array,
     variables: Any = None,
@@ -151,7 +99,9 @@ def randomize_layers(
 
     Args:
       model: a `Model`, or a Linen module with its `variables` (see `as_model`).
-      layers: parameter names ("conv1", "logits", "layer1_0" or "layer1_0/conv1").
+      layers: layer (tap) names owning parameters ("conv1", "logits",
+        "layer1.0.conv1"; see `interp.nets.Model.layer_params`).
+      x: an input [b, ...] (or its shape), to find the layers' parameters.
       key: PRNG key; the same key gives the same copy.
       variables: the Linen variables when `model` is a module.
       bias: "random" (biases redrawn like weights; zero biases stay zero),
@@ -162,8 +112,8 @@ def randomize_layers(
     """
     model = as_model(model, variables)
     layers = tuple(layers)
-    _plan(model.params, layers)  # names checked outside jit, for a clear error
-    return _randomized_jit(model, layers, key, jnp.ones((len(layers),), bool), bias)
+    _check_layers(model, x, layers)
+    return _randomized_jit(model, layers, x, key, jnp.ones((len(layers),), bool), bias)
 
 
 @functools.lru_cache(maxsize=32)
@@ -185,7 +135,7 @@ def _runner(
         original = method(model)(x, target)
 
         def step(active):
-            a = method(_randomized(model, layers, key, active, bias))(x, target)
+            a = method(_randomized(model, layers, x, key, active, bias))(x, target)
             o, r = prepare(original), prepare(a)
             scores = (spearman(jnp.abs(o), jnp.abs(r)), spearman(o, r), pearson(o, r))
             return scores + ((a,) if return_maps else ())
@@ -236,7 +186,7 @@ def model_randomization(
       method: `method(model) -> attribute(x, target)`, e.g. `lambda m: saliency(m)`
         or `lambda m: grad_cam(m, "relu4")`; it receives each randomized copy.
       model: a `Model`, or a Linen module with `variables`.
-      layers: parameter names ordered from the top (logits) down.
+      layers: layer (tap) names owning parameters, ordered from the top (logits) down.
       x: inputs [b, ...].
       target: passed to `attribute` (an int or int [b]; None for a score fn).
       key: PRNG key for the randomization (deterministic for a fixed key).
@@ -257,7 +207,7 @@ def model_randomization(
         raise ValueError(f"reduce: expected None, 'sum' or 'abs', got {reduce!r}")
     model = as_model(model, variables)
     layers = tuple(layers)
-    _plan(model.params, layers)  # names checked here, outside jit, for a clear error
+    _check_layers(model, x, layers)
     run = _runner(method, layers, mode, bias, reduce, return_maps)
     original, out = run(model, x, target, key)
     maps = out[3] if return_maps else None

@@ -1,6 +1,8 @@
 """The model zoo, layer names, receptive fields and weight import.
 
-Every zoo model is a Flax Linen module called as `apply(variables, x, train)` on
+`create(name, num_classes, key=...)` gives a zoo network as a ready `Model`;
+`create_module(name, num_classes)` its Linen module (to train or to wrap). Every
+zoo model is a Flax Linen module called as `apply(variables, x, train)` on
 NHWC images, and marks its layer outputs with `tap(x, name)`; the names follow
 the papers (VGG-16 `conv5_3`, ResNet `layer4.1.conv2`, ...). Any model's named
 layers have a theoretical receptive field: `nets.receptive_fields(model, x)`.
@@ -14,7 +16,7 @@ from interp.nets.resnet import BasicBlock, Bottleneck, ResNet, ResNet18, ResNet5
 from interp.nets.small_cnn import SmallCNN
 from interp.nets.vgg import VGG16, VGGM, VGGS, ChatfieldCNN
 from interp.nets.weights import from_torchvision, load_torchvision_state_dict
-from interp.nets.zoo import create, names, paper_input_size
+from interp.nets.zoo import create, create_module, names, paper_input_size
 
 __all__ = [
     "Model",
@@ -36,6 +38,7 @@ __all__ = [
     "VGGM",
     "VGGS",
     "create",
+    "create_module",
     "from_torchvision",
     "load_torchvision_state_dict",
     "names",

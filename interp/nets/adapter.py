@@ -10,15 +10,26 @@ plain JAX function, and offers:
     gradient of per-example scores with respect to them;
   * `model.layer_shapes(x)`, `model.receptive_fields(x)`: static analyses of
     the named layers.
+  * `model.layer_params(x, layer)`, `model.replace_layer_params(x, layer, values)`,
+    `model.reinitialize(x, layers, key)`: a layer's parameters, by the same name.
 
 Layers are found by tracing the function to a jaxpr and looking for `tap`
 marks, so a hand-written function marks its layers exactly as the zoo does.
+A layer *owns* the parameters that flow into its tap without passing through
+another tap (a slice of the jaxpr back from the tap, stopped at other taps
+and at the input): SmallCNN's `conv4` owns conv4's kernel and bias, `relu4`
+owns none, ResNet's `layer1.0.bn1` owns that BatchNorm's scale and bias, and a
+function's `tap(x @ w, "hidden")` owns `w`. Only trainable parameters are
+owned: of Linen variables, the 'params' collection (BatchNorm statistics and
+other collections belong to no layer).
 A `Model` is a pytree (its params are the leaves), so it can be passed to and
 returned from `jit`, `vmap` and `grad`; changing it returns a copy.
 """
 
 import collections
 import dataclasses
+import functools
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from flax import linen as nn
+from jax.extend import core as jcore
 
 from interp.ops import jaxprs
 
@@ -144,6 +156,125 @@ class Model:
         grads, (scores, acts) = jax.grad(total_score, has_aux=True)(zeros)
         return scores, acts, grads
 
+    def layer_params(self, x: jax.Array | jax.ShapeDtypeStruct, layer: str) -> dict[str, jax.Array]:
+        """The parameters `layer` owns (see the module docstring), keyed by path.
+
+        Args:
+          x: an input [b, ...] (or its shape), to trace the model with.
+          layer: a tap name.
+
+        Returns:
+          `{path: array}` in the params' order; a path joins the keys below the
+          trainable root with "/" (SmallCNN's `conv4` gives `conv4/kernel`,
+          `conv4/bias`).
+
+        Raises:
+          ValueError: `layer` is unknown (the message lists the known layers)
+            or owns no parameters (it lists the layers that do).
+        """
+        leaves = jax.tree.leaves(self.params)
+        return {path: leaves[i] for i, path in self._owned(x, layer)}
+
+    def param_owners(self, x: jax.Array | jax.ShapeDtypeStruct) -> dict[str, tuple[str, ...]]:
+        """Every layer, in execution order, with the paths of the parameters it owns (`()` for none)."""
+        return {name: tuple(path for _, path in owned) for name, owned in self._owners(x).items()}
+
+    def replace_layer_params(self, x: jax.Array | jax.ShapeDtypeStruct, layer: str,
+                             values: Mapping[str, jax.Array]) -> "Model":
+        """A copy whose parameters owned by `layer` are `values` (keyed as `layer_params` keys them).
+
+        Raises:
+          ValueError: `layer` is unknown or owns no parameters, `values` does
+            not name exactly the owned paths, or a value's shape or dtype
+            differs from the parameter's.
+        """
+        owned = self._owned(x, layer)
+        paths = [path for _, path in owned]
+        if sorted(values) != sorted(paths):
+            raise ValueError(f"values: expected the parameters of {layer!r} ({', '.join(paths)}), "
+                             f"got {', '.join(values) or 'none'}")
+        leaves, treedef = jax.tree.flatten(self.params)
+        for i, path in owned:
+            new, old = values[path], leaves[i]
+            if jnp.shape(new) != jnp.shape(old) or jnp.result_type(new) != jnp.result_type(old):
+                raise ValueError(f"values: {path!r} must be {jnp.result_type(old)} {list(jnp.shape(old))}, "
+                                 f"got {jnp.result_type(new)} {list(jnp.shape(new))}")
+            leaves[i] = new
+        return self.replace(params=jax.tree.unflatten(treedef, leaves))
+
+    def reinitialize(self, x: jax.Array | jax.ShapeDtypeStruct, layers: Sequence[str], key: jax.Array, *,
+                     bias: str = "random", where: jax.Array | None = None) -> "Model":
+        """A copy whose parameters owned by `layers` are redrawn at random.
+
+        Each tensor becomes N(0, 1) noise times the original tensor's standard
+        deviation (its root-mean-square when the std is 0, e.g. a BatchNorm
+        scale of ones; an all-zero tensor stays zero). The noise of leaf `i`
+        (its index in the whole params tree) owned by layer `name` is drawn
+        from fold_in(fold_in(key, crc32(name)), i), so it does not depend on
+        which other layers are redrawn. A parameter owned by several of
+        `layers` counts as the first's.
+
+        Args:
+          x: an input [b, ...] (or its shape), to trace the model with.
+          layers: tap names, each owning parameters.
+          key: PRNG key; the same key gives the same copy.
+          bias: "random" (biases, the leaves named `bias`, redrawn like
+            weights), "zero", or "keep".
+          where: optional bool [len(layers)], which of `layers` to redraw
+            (may be traced, e.g. by a `lax.map` over subsets); default all.
+
+        Raises:
+          ValueError: an unknown layer, one without parameters, or a bad `bias`.
+        """
+        if bias not in ("random", "zero", "keep"):
+            raise ValueError(f"bias: expected 'random', 'zero' or 'keep', got {bias!r}")
+        layers = _as_names(layers) if layers else ()
+        owner = {}
+        for j, layer in enumerate(layers):
+            for i, path in self._owned(x, layer):
+                owner.setdefault(i, (j, path))
+        where = jnp.ones((len(layers),), bool) if where is None else where
+        leaves, treedef = jax.tree.flatten(self.params)
+        for i, (j, path) in owner.items():
+            leaf = leaves[i]
+            if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+                continue
+            if path.split("/")[-1] == "bias" and bias != "random":
+                new = leaf if bias == "keep" else jnp.zeros_like(leaf)
+            else:
+                std = jnp.std(leaf)
+                scale = jnp.where(std > 0, std, jnp.sqrt(jnp.mean(jnp.square(leaf))))
+                layer_key = jax.random.fold_in(key, zlib.crc32(layers[j].encode()) & 0x7FFFFFFF)
+                noise = jax.random.normal(jax.random.fold_in(layer_key, i), jnp.shape(leaf))
+                new = (noise * scale).astype(jnp.result_type(leaf))
+            leaves[i] = jnp.where(where[j], new, leaf)
+        return self.replace(params=jax.tree.unflatten(treedef, leaves))
+
+    def _owned(self, x, layer: str) -> list[tuple[int, str]]:
+        """(leaf index in the params, path) of every parameter `layer` owns."""
+        if not isinstance(layer, str):
+            raise ValueError(f"layer: expected a layer name, got {layer!r}")
+        owners = self._owners(x)
+        if layer not in owners:
+            raise ValueError(f"layer: unknown layer {layer!r}; known layers: {', '.join(owners)}")
+        if not owners[layer]:
+            with_params = [n for n, owned in owners.items() if owned]
+            raise ValueError(f"layer: {layer!r} owns no parameters; layers with parameters: "
+                             f"{', '.join(with_params) or 'none'}")
+        return list(owners[layer])
+
+    def _owners(self, x) -> dict[str, tuple[tuple[int, str], ...]]:
+        """Every layer, in execution order, with the (leaf index, path) of the parameters it owns."""
+        x = check_input(x, self.input_spec)
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)),
+                                (self.params, x))
+        leaves, treedef = jax.tree.flatten(abstract)
+        try:
+            return _owners_cached(self.apply_fn, treedef, tuple(leaves), len(jax.tree.leaves(self.params)))
+        except TypeError:  # an unhashable apply_fn: traced every time
+            return _owners_cached.__wrapped__(self.apply_fn, treedef, tuple(leaves),
+                                              len(jax.tree.leaves(self.params)))
+
     def _trace(self, x):
         x = check_input(x, self.input_spec)
         return jax.make_jaxpr(self.apply_fn, return_shape=True)(self.params, x)
@@ -177,6 +308,36 @@ class Model:
         return acts, jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
 
 
+def with_activations(fn: Callable[..., Any], layers: Sequence[str], *args) -> tuple[Any, dict[str, jax.Array]]:
+    """`fn(*args)` (pytrees in and out) and the values of its taps `layers`, from one evaluation.
+
+    For passes a `Model` does not describe, e.g. a training-mode forward pass
+    with dropout keys and mutable collections. The activations are
+    differentiable like any value of `fn`.
+
+    Raises:
+      ValueError: a layer is unknown; the message lists the known layers.
+    """
+    leaves, treedef = jax.tree.flatten(args)
+    closed, out_shape = jax.make_jaxpr(lambda *flat: fn(*jax.tree.unflatten(treedef, flat)), return_shape=True)(
+        *leaves)
+    known = _tap_shapes(closed)
+    unknown = [n for n in layers if n not in known]
+    if unknown:
+        raise ValueError(f"layers: unknown layer {unknown[0]!r}; known layers: {', '.join(known)}")
+    acts = {}
+
+    def select(eqn):
+        return eqn.primitive.name == TAP_PRIMITIVE and eqn.params["name"] in layers
+
+    def record(eqn, invals):
+        acts[eqn.params["name"]] = invals[0]
+        return [invals[0]]
+
+    flat_out = _interpret.interpret(closed, leaves, select, record)
+    return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out), acts
+
+
 def _tap_shapes(closed) -> dict[str, jax.ShapeDtypeStruct]:
     """Each `tap`-named layer of a traced function with its shape, in execution order.
 
@@ -188,6 +349,85 @@ def _tap_shapes(closed) -> dict[str, jax.ShapeDtypeStruct]:
     if repeated:
         raise ValueError(f"layer names must be unique; repeated: {', '.join(repeated)}")
     return {n: jax.ShapeDtypeStruct(e.outvars[0].aval.shape, e.outvars[0].aval.dtype) for n, e in taps}
+
+
+@functools.lru_cache(maxsize=64)
+def _owners_cached(apply_fn, treedef, leaves, num_params) -> dict[str, tuple[tuple[int, str], ...]]:
+    params, x = jax.tree.unflatten(treedef, leaves)
+    closed = jax.make_jaxpr(apply_fn)(params, x)
+    _tap_shapes(closed)  # repeated names are an error here too
+    sources = [frozenset([i]) if i < num_params else frozenset() for i in range(len(leaves))]
+    owned: dict[str, set[int]] = {}
+    _flow(closed.jaxpr, sources, owned)
+    paths = _trainable_paths(params)
+    return {
+        name: tuple((i, paths[i]) for i in sorted(found) if paths[i] is not None)
+        for name, found in owned.items()
+    }
+
+
+def _flow(jaxpr, sources: list[frozenset], owned: dict[str, set[int]]) -> list[frozenset]:
+    """Which param leaves reach each output of `jaxpr` without passing a tap; records each tap's in `owned`.
+
+    `sources[k]` is the set of leaves reaching input `k`. A tap's output
+    starts empty (what flows through a tap belongs to that tap); a call whose
+    body holds taps is followed inside; any other equation passes the union
+    of its inputs' sets to every output.
+    """
+    env = {}
+
+    def read(var):
+        return frozenset() if isinstance(var, jcore.Literal) else env.get(var, frozenset())
+
+    for var, found in zip(jaxpr.invars, sources, strict=True):
+        env[var] = found
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        body = _tapped_body(eqn)
+        if eqn.primitive.name == TAP_PRIMITIVE:
+            owned.setdefault(eqn.params["name"], set()).update(invals[0])
+            outvals = [frozenset()]
+        elif body is not None:
+            outvals = _flow(body, invals, owned)
+        else:
+            union = frozenset().union(*invals)
+            outvals = [union] * len(eqn.outvars)
+        for var, found in zip(eqn.outvars, outvals, strict=True):
+            env[var] = found
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _tapped_body(eqn):
+    """The body of a call equation whose inputs are the body's and that holds a tap, else None."""
+    for name in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+        body = eqn.params.get(name)
+        body = getattr(body, "jaxpr", body)
+        if isinstance(body, jcore.Jaxpr) and len(body.invars) == len(eqn.invars) and any(
+            e.primitive.name == TAP_PRIMITIVE for e in _interpret.equations(body)
+        ):
+            return body
+    return None
+
+
+def _trainable_paths(params) -> list[str | None]:
+    """Each leaf's path ("/"-joined keys below the trainable root), None outside it.
+
+    Of Linen variables (a mapping with a 'params' collection) only 'params' is
+    trainable, and paths start below it; of anything else, every leaf.
+    """
+    root = ("params",) if isinstance(params, Mapping) and "params" in params else ()
+    paths = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        names = tuple(_key_name(k) for k in path)
+        paths.append("/".join(names[len(root):]) if names[: len(root)] == root else None)
+    return paths
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
 
 
 def check_input(x, spec: tuple[int | None, ...] | None, name: str = "x"):

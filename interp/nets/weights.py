@@ -175,7 +175,7 @@ def _to_flax(entry: _Entry, value: np.ndarray) -> np.ndarray:
 
 def _expected_flax_shapes(model_name: str, num_classes: int) -> dict[tuple[str, ...], tuple[int, ...]]:
     """{(collection, *path): shape} of the model's variables, traced without compute."""
-    model = zoo.create(model_name, num_classes=num_classes)
+    model = zoo.create_module(model_name, num_classes=num_classes)
     x = jax.ShapeDtypeStruct((1, *zoo.paper_input_size(model_name), 3), jnp.float32)
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)
     flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
@@ -215,7 +215,7 @@ def _nest(flat: Mapping[tuple[str, ...], np.ndarray]) -> dict[str, Any]:
 def from_torchvision(
     model_name: str, state_dict: Mapping[str, Any], num_classes: int = 1000
 ) -> dict[str, Any]:
-    """Converts a torchvision state dict into variables for `zoo.create(model_name)`.
+    """Converts a torchvision state dict into variables for `zoo.create_module(model_name)`.
 
     Args:
       model_name: "alexnet", "vgg16", "resnet18", "resnet50", or "vgg_m" /
@@ -225,7 +225,7 @@ def from_torchvision(
 
     Returns:
       {"params": ..., ["batch_stats": ...]} of float32 jax arrays, for
-      `zoo.create(model_name, num_classes=num_classes).apply(variables, x)`.
+      `zoo.create_module(model_name, num_classes=num_classes).apply(variables, x)`.
 
     Raises:
       ValueError: unknown model name.

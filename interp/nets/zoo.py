@@ -3,6 +3,10 @@
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from interp.nets.adapter import Model, from_linen
 
 from interp.nets.alexnet import AlexNet
 from interp.nets.resnet import ResNet18, ResNet50
@@ -32,8 +36,8 @@ def _lookup(name: str) -> tuple[Callable[..., nn.Module], int]:
     return _REGISTRY[name]
 
 
-def create(name: str, num_classes: int = 1000, **kw) -> nn.Module:
-    """Builds zoo model `name`, e.g. `create("vgg16", num_classes=200)`.
+def create_module(name: str, num_classes: int = 1000, **kw) -> nn.Module:
+    """Builds zoo model `name` as a Linen module (to train, or to wrap), e.g. `create_module("vgg16", 200)`.
 
     Args:
       name: one of `names()`.
@@ -45,6 +49,27 @@ def create(name: str, num_classes: int = 1000, **kw) -> nn.Module:
       train=False)` on images [B, H, W, 3].
     """
     return _lookup(name)[0](num_classes=num_classes, **kw)
+
+
+def create(name: str, num_classes: int = 1000, *, key: jax.Array, input_size: int | None = None, **kw) -> Model:
+    """Zoo model `name`, initialized from `key`, as a ready `Model`, e.g. `create("small_cnn", 6, key=k)`.
+
+    Args:
+      name: one of `names()`.
+      num_classes: number of output logits.
+      key: the PRNG key of the initialization.
+      input_size: the side of the square input initialized on (default: the
+        paper's, `paper_input_size(name)`). The zoo's parameters do not depend
+        on it (adaptive pools precede the dense layers); a smaller side only
+        makes the initializing forward pass cheaper.
+      **kw: further module attributes, as in `create_module`.
+
+    Returns:
+      `from_linen(module, module.init(key, zeros [1, s, s, 3]))`, in inference mode.
+    """
+    module = create_module(name, num_classes, **kw)
+    side = _lookup(name)[1] if input_size is None else input_size
+    return from_linen(module, module.init(key, jnp.zeros((1, side, side, 3)), train=False))
 
 
 def paper_input_size(name: str) -> tuple[int, int]:

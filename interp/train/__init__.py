@@ -1,21 +1,30 @@
-"""Training: one optax loop, data-parallel over an `interp.sharding` mesh, resumable from orbax checkpoints."""
+"""Training: one optax loop over a batch source, data-parallel over an `interp.sharding` mesh, resumable.
+
+    loss = train.classification_loss() + layers.icnn_loss(0.02, "single")
+    state = train.train(module, optax.adam(2e-3), data, loss=loss, num_steps=..., batch_size=..., workdir=...)
+    model = state.model()
+
+Losses are factories returning a `Loss` (see `interp.train.losses` for the
+contract a new one follows); `make_train_step(loss, optimizer)` is the jitted
+update on its own.
+"""
 
 from interp.train.checkpoint import CheckpointError, Checkpoints
-from interp.train.loop import MetricsLog, make_evaluator, read_metrics, train
-from interp.train.state import TrainState, create_train_state, variables_of
-from interp.train.step import make_eval_step, make_train_step, summarize
+from interp.train.losses import Forward, Loss, classification_loss
+from interp.train.loop import make_evaluator, read_metrics, train
+from interp.train.state import TrainState, create_train_state
+from interp.train.step import make_train_step
 
 __all__ = [
     "CheckpointError",
     "Checkpoints",
-    "MetricsLog",
+    "Forward",
+    "Loss",
     "TrainState",
+    "classification_loss",
     "create_train_state",
-    "make_eval_step",
     "make_evaluator",
     "make_train_step",
     "read_metrics",
-    "summarize",
     "train",
-    "variables_of",
 ]

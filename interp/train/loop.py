@@ -1,4 +1,13 @@
-"""The generic optax training loop: sharded steps, checkpoints, resumable, logged."""
+"""The generic optax training loop: sharded steps, checkpoints, resumable, logged.
+
+    state = train(module, optax.adam(2e-3), SynthParts(seed=0), num_steps=400, batch_size=32,
+                  workdir="runs/x", shuffle=False)
+    model = state.model()
+
+`train` reads a batch source (`interp.data.stream`): global batch `step`
+holds the examples `epoch_indices(step, batch_size, len(data), seed,
+shuffle=...)`, and each process asks the source only for its own rows of it.
+"""
 
 import json
 import math
@@ -8,39 +17,39 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 from flax import linen as nn
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from interp import sharding as meshlib
+from interp.data.stream import BatchSource, check_source, epoch_indices, pass_indices
 from interp.train.checkpoint import Checkpoints
+from interp.train.losses import Loss, classification_loss
 from interp.train.state import TrainState, create_train_state
-from interp.train.step import ExtraLoss, make_eval_step, make_train_step, summarize
+from interp.train.step import make_eval_step, make_train_step, summarize
 
-# batch_fn(step, rows) -> the `rows` of global batch `step`: a pure function of
-# the step, so a resumed run sees exactly the batches an uninterrupted one sees.
-BatchFn = Callable[[int, slice], dict[str, Any]]
 EvalFn = Callable[[TrainState], dict[str, float]]
 
 
 def train(
     module: nn.Module,
-    tx: optax.GradientTransformation,
-    batch_fn: BatchFn,
+    optimizer: optax.GradientTransformation,
+    data: BatchSource,
     *,
     num_steps: int,
     batch_size: int,
     workdir: str | pathlib.Path,
-    sample_input: jax.Array,
+    loss: Loss | None = None,
     seed: int = 0,
+    shuffle: bool = True,
     checkpoint_every: int = 500,
     log_every: int = 50,
-    eval_fn: EvalFn | None = None,
+    evaluate: EvalFn | None = None,
     eval_every: int | None = None,
     mesh: Mesh | None = None,
     progress: bool = True,
-    extra_loss: ExtraLoss | None = None,
 ) -> TrainState:
     """Trains `module` for `num_steps`, resuming from the latest checkpoint in `workdir`.
 
@@ -49,44 +58,65 @@ def train(
     its last checkpoint), and appends metrics to `workdir/metrics.jsonl`.
 
     Args:
-      module: a Linen classifier taking `(x, train=...)`.
-      tx: the optax optimizer.
-      batch_fn: `batch_fn(step, rows)` returns this process's rows of the
-        global batch `step` ('image' [rows, h, w, c], 'label' [rows]).
+      module: a Linen network taking `(x, train=...)`.
+      optimizer: the optax optimizer.
+      data: a batch source whose batches hold 'image' [n, h, w, c] and what
+        `loss` reads (e.g. 'label' [n]).
       num_steps: total steps of the run (not steps still to do).
       batch_size: global batch size; a multiple of the mesh's device count.
       workdir: the run's folder.
-      sample_input: an input batch used only for its shape at initialization.
-      seed: initialization and dropout seed.
+      loss: the `Loss` (default `classification_loss()`).
+      seed: initialization, dropout and epoch-order seed.
+      shuffle: visit each epoch in a seeded random order (False: in index
+        order, for sources whose examples are already independent draws).
       checkpoint_every, log_every, eval_every: intervals in steps.
-      eval_fn: called with the state every `eval_every` steps and at the end.
+      evaluate: called with the state every `eval_every` steps and at the end
+        (e.g. `make_evaluator(...)`).
       mesh: the device mesh (default: all devices on one 'data' axis).
       progress: show a progress bar.
-      extra_loss: a term added to the cross-entropy (see `make_train_step`).
 
     Returns:
-      The final state, replicated over the mesh.
+      The final state, replicated over the mesh; `state.model()` is the network.
 
     Raises:
       FloatingPointError: the loss became NaN or infinite (no checkpoint of
         that state is written).
     """
+    data = check_source(data)
     workdir = pathlib.Path(workdir)
     mesh = meshlib.data_mesh() if mesh is None else mesh
     rows = meshlib.local_batch_slice(batch_size, mesh)
-    state = meshlib.replicate(create_train_state(module, tx, sample_input, seed), mesh)
-    checkpoints = Checkpoints(workdir / "checkpoints", every=checkpoint_every)
-    if checkpoints.latest_step() is not None:
-        state = checkpoints.restore(like=state)
-    start = int(state.step)
-    log = MetricsLog(workdir / "metrics.jsonl", resume_step=start)
+
+    def local_batch(step: int) -> Any:
+        return data.batch(epoch_indices(step, batch_size, len(data), seed, shuffle=shuffle)[rows])
+
+    state, checkpoints = _resume(module, optimizer, local_batch(0)["image"], seed, workdir, checkpoint_every, mesh)
+    log = _Log(workdir, int(state.step), num_steps, progress)
     step_fn = jax.jit(
-        make_train_step(module, tx, extra_loss),
+        make_train_step(classification_loss() if loss is None else loss, optimizer),
         in_shardings=(meshlib.replicated(mesh), meshlib.batch_sharding(mesh)),
         out_shardings=(meshlib.replicated(mesh), meshlib.replicated(mesh)),
         donate_argnums=0,
     )
-    eval_every = eval_every or num_steps
+    try:
+        return _loop(state, step_fn, local_batch, checkpoints, log, mesh, num_steps, log_every, checkpoint_every,
+                     evaluate, eval_every or num_steps)
+    finally:
+        log.close()
+        checkpoints.close()
+
+
+def _resume(module, optimizer, sample, seed, workdir, checkpoint_every, mesh) -> tuple[TrainState, Checkpoints]:
+    """The initial state (from `seed`, on `sample`'s shape), or the latest checkpoint's; replicated over `mesh`."""
+    state = meshlib.replicate(create_train_state(module, optimizer, np.zeros_like(sample[:1]), seed), mesh)
+    checkpoints = Checkpoints(workdir / "checkpoints", every=checkpoint_every)
+    if checkpoints.latest_step() is not None:
+        state = checkpoints.restore(like=state)
+    return state, checkpoints
+
+
+def _loop(state, step_fn, local_batch, checkpoints, log, mesh, num_steps, log_every, checkpoint_every,
+          evaluate, eval_every) -> TrainState:
     # XLA:CPU runs the programs of its devices out of order; with several CPU
     # devices, a step's all-reduce can wait on a device busy with the next
     # batch while holding the threads that device needs (8 forced devices on
@@ -94,25 +124,18 @@ def train(
     # every device on the same program; on one CPU device it cost nothing
     # measurable. Accelerators order work per device and keep async dispatch.
     sync_each_step = mesh.devices.flat[0].platform == "cpu" and mesh.devices.size > 1
-    bar = tqdm(total=num_steps, initial=start, disable=not progress or jax.process_index() != 0, desc=workdir.name, mininterval=2.0)
-    last_time, last_step = time.perf_counter(), start
     try:
-        for step in range(start, num_steps):
-            state, metrics = step_fn(state, meshlib.shard_batch(batch_fn(step, rows), mesh))
+        for step in range(int(state.step), num_steps):
+            state, metrics = step_fn(state, meshlib.shard_batch(local_batch(step), mesh))
             if sync_each_step:
                 jax.block_until_ready(metrics)
             done = step + 1
-            bar.update()
             is_last = done == num_steps
+            log.advance()
             if done % log_every == 0 or done % checkpoint_every == 0 or is_last:
-                values = _checked(metrics, done)
-                now = time.perf_counter()
-                values["steps_per_sec"] = (done - last_step) / (now - last_time)
-                last_time, last_step = now, done
-                log.write(done, "train", values)
-                bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['accuracy']:.3f}")
-            if eval_fn is not None and (done % eval_every == 0 or is_last):
-                log.write(done, "val", eval_fn(state))
+                log.train(done, _checked(metrics, done))
+            if evaluate is not None and (done % eval_every == 0 or is_last):
+                log.write(done, "val", evaluate(state))
             checkpoints.save(done, state, force=is_last)
     except KeyboardInterrupt:
         # Interrupted inside a step, `state` may already be donated to it;
@@ -120,29 +143,40 @@ def train(
         if not any(leaf.is_deleted() for leaf in jax.tree.leaves(state)):
             checkpoints.save(int(state.step), state, force=True)
         raise
-    finally:
-        bar.close()
-        checkpoints.close()
     return state
 
 
-def make_evaluator(
-    module: nn.Module, batch_fn: BatchFn, num_batches: int, batch_size: int, mesh: Mesh | None = None
-) -> EvalFn:
-    """An `eval_fn` computing accuracy and loss over `num_batches` batches of `batch_fn`."""
+def make_evaluator(data: BatchSource, batch_size: int, *, num_examples: int | None = None,
+                   mesh: Mesh | None = None) -> EvalFn:
+    """An `evaluate(state)` giving accuracy and mean loss over examples `0 ... num_examples - 1` of `data`.
+
+    One ordered pass (`pass_indices`); the last batch's padding rows get
+    'weight' 0, so every example counts once.
+
+    Args:
+      data: a batch source with 'image' and 'label'.
+      batch_size: global batch size; a multiple of the mesh's device count.
+      num_examples: how many examples (default: all of `data`).
+      mesh: the device mesh (default: all devices on one 'data' axis).
+    """
+    data = check_source(data)
+    num_examples = len(data) if num_examples is None else num_examples
+    if not 1 <= num_examples <= len(data):
+        raise ValueError(f"num_examples: expected 1 ... {len(data)} (the source's size), got {num_examples}")
     mesh = meshlib.data_mesh() if mesh is None else mesh
     rows = meshlib.local_batch_slice(batch_size, mesh)
     eval_step = jax.jit(
-        make_eval_step(module),
+        make_eval_step(),
         in_shardings=(meshlib.replicated(mesh), meshlib.batch_sharding(mesh)),
         out_shardings=meshlib.replicated(mesh),
     )
 
     def evaluate(state: TrainState) -> dict[str, float]:
         totals = None
-        for index in range(num_batches):
+        for indices, valid in pass_indices(num_examples, batch_size):
+            batch = {**data.batch(indices[rows]), "weight": valid[rows].astype(np.float32)}
             # Fetched batch by batch: one program in flight, as in `train`.
-            counts = jax.device_get(eval_step(state, meshlib.shard_batch(batch_fn(index, rows), mesh)))
+            counts = jax.device_get(eval_step(state, meshlib.shard_batch(batch, mesh)))
             totals = counts if totals is None else jax.tree.map(lambda a, b: a + b, totals, counts)
         return summarize(totals)
 
@@ -157,6 +191,33 @@ def _checked(metrics: dict[str, jax.Array], step: int) -> dict[str, float]:
             "(check the learning rate and the inputs for NaN)"
         )
     return values
+
+
+class _Log:
+    """The run's metrics.jsonl, its progress bar and its steps per second."""
+
+    def __init__(self, workdir: pathlib.Path, start: int, num_steps: int, progress: bool):
+        self.metrics = MetricsLog(workdir / "metrics.jsonl", resume_step=start)
+        self.bar = tqdm(total=num_steps, initial=start, disable=not progress or jax.process_index() != 0,
+                        desc=workdir.name, mininterval=2.0)
+        self.last_time, self.last_step = time.perf_counter(), start
+
+    def advance(self) -> None:
+        self.bar.update()
+
+    def train(self, step: int, values: dict[str, float]) -> None:
+        now = time.perf_counter()
+        values["steps_per_sec"] = (step - self.last_step) / (now - self.last_time)
+        self.last_time, self.last_step = now, step
+        self.write(step, "train", values)
+        shown = {k: f"{values[k]:.3f}" for k in ("loss", "accuracy") if k in values}
+        self.bar.set_postfix(**shown)
+
+    def write(self, step: int, split: str, values: dict[str, float]) -> None:
+        self.metrics.write(step, split, values)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class MetricsLog:

@@ -8,10 +8,12 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
+from interp.nets.adapter import Model, from_linen
+
 
 @flax.struct.dataclass
 class TrainState:
-    """Parameters, optimizer state and counters of one run.
+    """Parameters, optimizer state and counters of one run, with the module they belong to.
 
     Attributes:
       step: int32 scalar, the number of updates applied.
@@ -21,6 +23,7 @@ class TrainState:
       opt_state: the optax state.
       rng: uint32 [2], the run's key; step `t` draws from `fold_in(rng, t)`, so
         randomness depends on the step alone and a resumed run repeats it.
+      module: the Linen module (static: not a leaf, not checkpointed).
     """
 
     step: jax.Array
@@ -28,12 +31,22 @@ class TrainState:
     model_state: Any
     opt_state: Any
     rng: jax.Array
+    module: nn.Module = flax.struct.field(pytree_node=False)
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The Linen variables: `params` and the other collections."""
+        return {"params": self.params, **self.model_state}
+
+    def model(self) -> Model:
+        """The trained network as a `Model` in inference mode, its variables fetched to the host."""
+        return from_linen(self.module, jax.device_get(self.variables))
 
 
 def create_train_state(
-    module: nn.Module, tx: optax.GradientTransformation, sample_input: jax.Array, seed: int
+    module: nn.Module, optimizer: optax.GradientTransformation, sample_input: jax.Array, seed: int
 ) -> TrainState:
-    """Initializes `module` on `sample_input` [b, ...] and `tx` on its params."""
+    """Initializes `module` on `sample_input` [b, ...] (its shape only) and `optimizer` on its params."""
     init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
     variables = module.init(init_key, sample_input, train=False)
     params = variables["params"]
@@ -42,11 +55,7 @@ def create_train_state(
         step=jnp.zeros((), jnp.int32),
         params=params,
         model_state=model_state,
-        opt_state=tx.init(params),
+        opt_state=optimizer.init(params),
         rng=run_key,
+        module=module,
     )
-
-
-def variables_of(state: TrainState) -> dict[str, Any]:
-    """The Linen variables (`params` and the other collections) held by `state`."""
-    return {"params": state.params, **state.model_state}

@@ -9,7 +9,7 @@ from interp import nets
 from interp.attribution import cam, grad_cam, grad_cam_plus_plus
 
 C = 6
-MODULE = nets.create("small_cnn", num_classes=C)
+MODULE = nets.create_module("small_cnn", num_classes=C)
 X = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3))
 VARIABLES = MODULE.init(jax.random.key(1), X)
 TARGET = jnp.array([1, 4])
@@ -84,6 +84,6 @@ def test_bad_inputs_raise_named_errors():
     with pytest.raises(ValueError, match="x: expected shape"):
         cam(MODULE, "relu4", variables=VARIABLES)(X[0], 0)
     with pytest.raises(ValueError, match="class_weights"):
-        cam(nets.from_function(lambda x: nets.tap(x, "f").mean(axis=(1, 2))), "f")
+        cam(nets.from_function(lambda x: nets.tap(x, "f").mean(axis=(1, 2))), "f")(X, 0)
     with pytest.raises(ValueError, match="variables"):
         cam(MODULE, "relu4")

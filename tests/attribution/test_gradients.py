@@ -53,7 +53,7 @@ def test_per_class_saliency_of_linear_logits_is_the_class_column():
 
 
 def test_bad_inputs_raise_named_errors():
-    module = nets.create("small_cnn", num_classes=C)
+    module = nets.create_module("small_cnn", num_classes=C)
     image = jnp.zeros((1, 16, 16, 3))
     model = nets.as_model(module, module.init(jax.random.key(0), image))
     with pytest.raises(ValueError, match="mode: expected one of"):

@@ -79,7 +79,7 @@ def tiny_vgg_by_hand(params, x, relu):
 
 @pytest.fixture(scope="module")
 def small_cnn():
-    module = nets.create("small_cnn", num_classes=5)
+    module = nets.create_module("small_cnn", num_classes=5)
     x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
     variables = module.init(jax.random.key(1), x)
     return module, variables, x

@@ -17,7 +17,7 @@ from interp.attribution import integrated_gradients, occlusion, saliency, smooth
 from interp.sharding import data_mesh, replicate, shard_batch
 
 DEVICES = jax.device_count()
-MODULE = nets.create("small_cnn", num_classes=4, channels=(4, 8, 8, 8))
+MODULE = nets.create_module("small_cnn", num_classes=4, channels=(4, 8, 8, 8))
 X = jax.random.uniform(jax.random.key(0), (DEVICES, 16, 16, 3))
 MODEL = nets.as_model(MODULE, MODULE.init(jax.random.key(1), X))
 TARGET = jnp.arange(DEVICES) % 4

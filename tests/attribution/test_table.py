@@ -18,7 +18,7 @@ from interp.attribution import (
 )
 
 C, N, B = 5, 2, 2
-MODULE = nets.create("small_cnn", num_classes=C)
+MODULE = nets.create_module("small_cnn", num_classes=C)
 XS = jax.random.uniform(jax.random.key(0), (N, B, 16, 16, 3))  # N batches of B images
 MODEL = nets.as_model(MODULE, MODULE.init(jax.random.key(1), XS[0]))
 TARGETS = jnp.array([[1, 3], [0, 4]])  # one [b] target per batch

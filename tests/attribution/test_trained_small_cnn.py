@@ -1,7 +1,7 @@
 """On a SmallCNN trained on SynthParts: localization against the ground-truth
 object masks, and the model-randomization sanity check.
 
-One short training run (module-scoped) serves every test in this file; the
+One short training run (the session fixture `trained_small_cnn`) serves every test here; the
 full-length numbers come from `python -m experiments.attribution` (README).
 """
 
@@ -12,15 +12,13 @@ import pytest
 
 from interp import attribution, metrics
 from interp.data import SynthParts
-from tests.trained import train_small_cnn
 
 HELD_OUT = SynthParts(seed=1, image_size=64, num_classes=6)
-STEPS = 700
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return train_small_cnn(tmp_path_factory.mktemp("run"), STEPS)
+def models(trained_small_cnn):
+    return trained_small_cnn[700]
 
 
 def density_ratio(maps, mask):

@@ -124,7 +124,7 @@ def test_a_restored_model_and_a_fresh_one_share_the_compiled_steps():
     # A checkpoint restores committed arrays, `init` makes uncommitted ones; either way the steps compile once.
     steps = sys.modules["interp.dissect.dissect"]
     data = dissect.SynthPartsConcepts(SYNTH, num_examples=16)
-    module = nets.create("small_cnn", num_classes=6)
+    module = nets.create_module("small_cnn", num_classes=6)
     variables = module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
     restored = jax.device_put(variables, jax.devices()[0])
     assert jax.tree.leaves(restored)[0].committed and not jax.tree.leaves(variables)[0].committed
@@ -137,8 +137,7 @@ def test_a_restored_model_and_a_fresh_one_share_the_compiled_steps():
 
 def test_a_sharded_dissection_equals_the_unsharded_one():
     data = dissect.SynthPartsConcepts(SYNTH, num_examples=40)  # 40 = 2 full batches + a ragged one
-    module = nets.create("small_cnn", num_classes=6)
-    model = nets.from_linen(module, module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
+    model = nets.create("small_cnn", num_classes=6, key=jax.random.key(0))
     alone = dissect.dissect(model, data, ["relu2", "relu3"], batch_size=16)
     sharded = dissect.dissect(model, data, ["relu2", "relu3"], batch_size=16, mesh=data_mesh())
     assert len(jax.devices()) == 8
@@ -151,8 +150,7 @@ def test_a_sharded_dissection_equals_the_unsharded_one():
 
 def test_bad_arguments_name_what_was_expected():
     data = dissect.SynthPartsConcepts(SYNTH, num_examples=8)
-    module = nets.create("small_cnn", num_classes=6)
-    model = nets.from_linen(module, module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
+    model = nets.create("small_cnn", num_classes=6, key=jax.random.key(0))
     with pytest.raises(ValueError, match="unknown layer"):
         dissect.dissect(model, data, "conv9")
     with pytest.raises(ValueError, match=r"layers: 'logits' is not a spatial layer .*its shape is \[8, 6\]"):

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -21,8 +20,7 @@ IMAGE_SIZE = 64  # the data's size, so each shown image is the image itself
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    module = nets.create("small_cnn", num_classes=6)
-    model = nets.from_linen(module, module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
+    model = nets.create("small_cnn", num_classes=6, key=jax.random.key(0))
     concepts = dissect.SynthPartsConcepts(data.SynthParts(seed=0, image_size=64), num_examples=64)
     dissections = dissect.dissect(model, concepts, ["relu2"], batch_size=32, top_images=4)
     index = dissect.write_report(dissections, model, concepts, tmp_path_factory.mktemp("report"),

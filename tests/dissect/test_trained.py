@@ -4,14 +4,13 @@ import pytest
 
 from interp import dissect
 from interp.data import SynthParts
-from tests.trained import train_small_cnn
 
 LAYERS = ["relu3", "relu4"]
 
 
 @pytest.fixture(scope="module")
-def dissections(tmp_path_factory):
-    trained, random_init = train_small_cnn(tmp_path_factory.mktemp("run"), steps=400)
+def dissections(trained_small_cnn):
+    trained, random_init = trained_small_cnn[400]
     held_out = dissect.SynthPartsConcepts(SynthParts(seed=0, image_size=64), num_examples=256, first_index=100_000)
     return {name: dissect.dissect(model, held_out, LAYERS, batch_size=64)
             for name, model in (("trained", trained), ("random", random_init))}

@@ -2,9 +2,11 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from experiments import train as experiment
+from interp.data import epoch_indices, pass_indices
 from interp.train import Checkpoints, read_metrics
 from tests.data.fixtures import write_cub
 
@@ -35,7 +37,8 @@ def test_synthparts_run_resumes_where_it_stopped(tmp_path):
 
     # The restored weights are the ones that were evaluated at step 30.
     config, module, variables = experiment.restore(tmp_path)
-    batch = experiment.make_data(config).eval(0, slice(None))
+    data = experiment.make_data(config)
+    batch = data.eval.batch(np.arange(data.eval_examples))
     logits = module.apply(variables, batch["image"])
     assert float((logits.argmax(-1) == batch["label"]).mean()) == pytest.approx(records[-1]["accuracy"])
     with pytest.raises(FileNotFoundError, match="config.json not found"):
@@ -54,12 +57,13 @@ def test_trains_on_a_cub_folder_with_its_own_classes(tmp_path):
     )
     data = experiment.make_data(config)
     assert data.num_classes == 3
-    batch = data.train(0, slice(None))
+    batch = data.train.batch(epoch_indices(0, config.batch_size, len(data.train), config.seed, shuffle=data.shuffle))
     assert batch["image"].shape == (8, 32, 32, 3) and set(batch["label"]) <= {0, 1, 2}
     # 4 training images, batch 8: one batch holds every image twice, in two epoch orders.
     assert sorted(batch["label"]) == sorted(2 * [truth["labels"][i] for i in range(0, 8, 2)])
     # 4 test images: evaluated once each, in one padded batch.
-    assert data.eval_batches == 1 and data.eval(0, slice(None))["weight"].sum() == 4
+    passes = list(pass_indices(data.eval_examples, config.batch_size))
+    assert len(passes) == 1 and passes[0][1].sum() == 4
     result = experiment.run(config, tmp_path / "run", progress=False)
     assert experiment.restore(tmp_path / "run")[0].num_classes == 3  # the folder's, not the config's 6
     last = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]

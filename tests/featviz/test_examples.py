@@ -15,7 +15,7 @@ from tests.ops.test_topk import assert_same, brute_force
 
 @pytest.fixture(scope="module")
 def small_cnn():
-    module = nets.create("small_cnn", num_classes=3)
+    module = nets.create_module("small_cnn", num_classes=3)
     return nets.from_linen(module, jax.jit(module.init)(jax.random.key(3), jnp.zeros((1, 32, 32, 3))))
 
 

@@ -31,8 +31,7 @@ SIZE, BATCH, STEPS = 32, 16, 200
 
 @pytest.fixture(scope="module")
 def model():
-    module = nets.create("small_cnn", num_classes=6)
-    return nets.from_linen(module, module.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3))))
+    return nets.create("small_cnn", num_classes=6, key=jax.random.key(0), input_size=SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The render loop, render_each and semantic dictionaries on a SmallCNN trained on SynthParts.
 
-One short training run (module-scoped) serves every test here.
+The session's one short training run (`trained_small_cnn`, cached) serves every test here.
 """
 
 import jax
@@ -11,15 +11,14 @@ import pytest
 from interp import featviz as fv
 from interp import sharding
 from interp.data import SynthParts
-from tests.trained import train_small_cnn
 
 HELD_OUT = SynthParts(seed=1, image_size=64, num_classes=6)
 RENDER = {"param": fv.image(64), "steps": 128}
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return train_small_cnn(tmp_path_factory.mktemp("run"), steps=400)[0]
+def model(trained_small_cnn):
+    return trained_small_cnn[400][0]
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,11 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from interp import layers
+from interp import train as trainlib
 
 
 def test_templates_equal_the_formula():
@@ -130,3 +132,25 @@ def test_every_paper_backbone_takes_the_layer_on_its_last_conv(name, size, width
     assert model.layer_shape(x, "icnn").shape == (1, hw, hw, width)
     assert model.layer_shape(x, "icnn_masked").shape == (1, hw, hw, width)
     assert model.layer_shape(x, "logits").shape == (1, 10)
+
+
+def test_icnn_loss_reads_the_maps_by_tap_name_and_pulls_the_learned_beta():
+    module = layers.interpretable_cnn("small_cnn", 6, variant="official", channels=(4, 8, 8, 8))
+    x = jax.random.uniform(jax.random.key(0), (8, 32, 32, 3))
+    batch = {"image": x, "label": jnp.arange(8) % 6}
+    state = trainlib.create_train_state(module, optax.sgd(0.0), x[:1], seed=0)
+    loss = trainlib.classification_loss() + layers.icnn_loss(1.0, "single", positive_class=1)
+    _, got = trainlib.make_train_step(loss, optax.sgd(0.0))(state, batch)
+    model = state.model()
+    maps = model.activations(x, "icnn")["icnn"]
+    positive = jnp.broadcast_to((batch["label"] == 1)[:, None], (8, 8))
+    np.testing.assert_allclose(got["filter_loss"], layers.filter_loss(maps, positive.mean(0)).mean(), rtol=1e-5)
+    beta = model.layer_params(x, "icnn_masked")
+    assert list(beta) == ["after_last_conv/beta"]
+    np.testing.assert_allclose(got["beta_mean"], beta["after_last_conv/beta"].mean(), rtol=1e-6)
+    np.testing.assert_allclose(got["loss"], got["cross_entropy"] + float(
+        layers.filter_loss(maps, positive.mean(0)).sum()
+        + 0.5 * jnp.sum((beta["after_last_conv/beta"] - layers.beta_target(maps, positive)) ** 2)), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"interpretable_cnn\(\.\.\., track_classes=True\)"):
+        trainlib.make_train_step(trainlib.classification_loss() + layers.icnn_loss(1.0, "multi"),
+                                 optax.sgd(0.0))(state, batch)

@@ -43,7 +43,7 @@ def test_spearman_and_pearson_match_scipy():
 
 def test_no_layers_is_the_identity(setup):
     model, x, y = setup
-    same = metrics.randomize_layers(model, [], key=jax.random.key(3))
+    same = metrics.randomize_layers(model, [], x, key=jax.random.key(3))
     chex_equal = jax.tree_util.tree_map(lambda p, q: np.array_equal(p, q), model.params, same.params)
     assert all(jax.tree_util.tree_leaves(chex_equal))
     a, b = saliency(model)(x, y), saliency(same)(x, y)
@@ -53,9 +53,9 @@ def test_no_layers_is_the_identity(setup):
 def test_randomize_layers_is_a_deterministic_copy(setup):
     model, x, y = setup
     before = jax.tree_util.tree_map(np.array, model.params)
-    r1 = metrics.randomize_layers(model, ["conv2", "logits"], key=jax.random.key(4))
-    r2 = metrics.randomize_layers(model, ["conv2", "logits"], key=jax.random.key(4))
-    r3 = metrics.randomize_layers(model, ["conv2", "logits"], key=jax.random.key(5))
+    r1 = metrics.randomize_layers(model, ["conv2", "logits"], x, key=jax.random.key(4))
+    r2 = metrics.randomize_layers(model, ["conv2", "logits"], x, key=jax.random.key(4))
+    r3 = metrics.randomize_layers(model, ["conv2", "logits"], x, key=jax.random.key(5))
     p, p1 = model.params["params"], r1.params["params"]
     jax.tree_util.tree_map(np.testing.assert_array_equal, before, model.params)  # original unchanged
     jax.tree_util.tree_map(np.testing.assert_array_equal, r1.params, r2.params)
@@ -64,10 +64,12 @@ def test_randomize_layers_is_a_deterministic_copy(setup):
     k, k1 = np.asarray(p["conv2"]["kernel"]), np.asarray(p1["conv2"]["kernel"])
     assert not np.allclose(k, k1)
     np.testing.assert_allclose(k1.std(), k.std(), rtol=0.1)  # redrawn at the original scale
-    assert metrics.randomize_layers(model, ["logits"], key=jax.random.key(4), bias="zero").params["params"][
+    assert metrics.randomize_layers(model, ["logits"], x, key=jax.random.key(4), bias="zero").params["params"][
         "logits"]["bias"].sum() == 0
-    with pytest.raises(ValueError, match="known layers: conv1, conv2"):
-        metrics.randomize_layers(model, ["conv9"], key=jax.random.key(0))
+    with pytest.raises(ValueError, match="known layers: conv1, relu1, pool1, conv2"):
+        metrics.randomize_layers(model, ["conv9"], x, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="'relu2' owns no parameters; layers with parameters: conv1, conv2"):
+        metrics.randomize_layers(model, ["relu2"], x, key=jax.random.key(0))
 
 
 def test_cascading_randomization_destroys_the_gradient_map(setup):
@@ -81,7 +83,7 @@ def test_cascading_randomization_destroys_the_gradient_map(setup):
     # Deterministic for a fixed key, and row k equals randomizing layers[: k + 1] directly.
     again = metrics.model_randomization(saliency, model, LAYERS, x, y, key=key, reduce="abs")
     np.testing.assert_array_equal(result.spearman_abs, again.spearman_abs)
-    direct = saliency(metrics.randomize_layers(model, LAYERS[:2], key=key))(x, y)
+    direct = saliency(metrics.randomize_layers(model, LAYERS[:2], x, key=key))(x, y)
     want = metrics.spearman(jnp.abs(direct).sum(-1), jnp.abs(result.original).sum(-1))
     np.testing.assert_allclose(result.spearman_abs[1], want, rtol=1e-4, atol=1e-5)
     # Independent: one layer at a time; its first row is the cascading one.
@@ -91,5 +93,5 @@ def test_cascading_randomization_destroys_the_gradient_map(setup):
     )
     assert indep.spearman.shape == (2, 3) and indep.maps.shape == (2, *x.shape)
     np.testing.assert_allclose(indep.spearman[0], result.spearman[0], rtol=1e-5)
-    alone = saliency(metrics.randomize_layers(model, LAYERS[1:2], key=key))(x, y)
+    alone = saliency(metrics.randomize_layers(model, LAYERS[1:2], x, key=key))(x, y)
     np.testing.assert_allclose(indep.maps[1], alone, rtol=1e-4, atol=1e-6)

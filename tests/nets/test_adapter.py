@@ -186,3 +186,71 @@ def test_layer_inside_control_flow_is_a_clear_error():
 
     with pytest.raises(NotImplementedError, match="inside 'scan'"):
         adapter.from_function(scanned).activations(jnp.ones((1, 2)), "inner")
+
+
+def test_a_layer_owns_the_params_that_reach_its_tap_without_another():
+    params, x, models = three_models()
+    plain, linen = models["plain"], models["linen"]
+    # The plain function: conv owns w1; logits owns w2 (reached through the jitted gap).
+    np.testing.assert_array_equal(plain.layer_params(x, "conv")["w1"], params["w1"])
+    assert list(plain.layer_params(x, "logits")) == ["w2"]
+    assert list(linen.layer_params(x, "conv")) == ["c/kernel"]
+    assert list(linen.layer_params(x, "logits")) == ["d/kernel"]
+    nnx_paths = list(models["nnx"].layer_params(x, "conv"))
+    assert len(nnx_paths) == 1 and "kernel" in nnx_paths[0], nnx_paths
+
+
+def test_zoo_layers_own_their_kernels_biases_and_batchnorm():
+    from interp import nets
+
+    x = jnp.zeros((1, 32, 32, 3))
+    small = nets.SmallCNN(num_classes=6)
+    small = adapter.from_linen(small, small.init(KEY, x))
+    assert list(small.layer_params(x, "conv4")) == ["conv4/bias", "conv4/kernel"]
+    assert list(small.layer_params(x, "logits")) == ["logits/bias", "logits/kernel"]
+    resnet = nets.ResNet18(num_classes=3)
+    resnet = adapter.from_linen(resnet, resnet.init(KEY, x))
+    assert list(resnet.layer_params(x, "layer1.0.conv1")) == ["layer1_0/conv1/kernel"]
+    # BatchNorm's scale and bias, not its running statistics (no trainable parameters).
+    assert list(resnet.layer_params(x, "layer1.0.bn1")) == ["layer1_0/bn1/bias", "layer1_0/bn1/scale"]
+    assert list(resnet.layer_params(x, "layer2.0.downsample")) == [
+        "layer2_0/downsample_bn/bias", "layer2_0/downsample_bn/scale", "layer2_0/downsample_conv/kernel"]
+
+
+def test_replace_and_reinitialize_round_trip():
+    params, x, models = three_models()
+    model = models["linen"]
+    kernel = model.layer_params(x, "conv")["c/kernel"]
+    changed = model.replace_layer_params(x, "conv", {"c/kernel": 2 * kernel})
+    np.testing.assert_array_equal(changed.layer_params(x, "conv")["c/kernel"], 2 * kernel)
+    np.testing.assert_array_equal(changed.layer_params(x, "logits")["d/kernel"], params["w2"])
+    np.testing.assert_allclose(changed.activations(x, "conv")["conv"], 2 * model.activations(x, "conv")["conv"],
+                               rtol=1e-6)
+    again = changed.replace_layer_params(x, "conv", model.layer_params(x, "conv"))
+    jax.tree.map(np.testing.assert_array_equal, again.params, model.params)
+
+    redrawn = model.reinitialize(x, ["conv"], jax.random.key(3))
+    new = redrawn.layer_params(x, "conv")["c/kernel"]
+    assert not np.allclose(new, kernel)
+    np.testing.assert_allclose(np.std(new), np.std(kernel), rtol=0.3)
+    np.testing.assert_array_equal(redrawn.layer_params(x, "logits")["d/kernel"], params["w2"])
+    kept = model.reinitialize(x, ["conv"], jax.random.key(3), where=jnp.array([False]))
+    jax.tree.map(np.testing.assert_array_equal, kept.params, model.params)
+    # The draw of a layer does not depend on the others redrawn with it.
+    both = model.reinitialize(x, ["logits", "conv"], jax.random.key(3))
+    np.testing.assert_array_equal(both.layer_params(x, "conv")["c/kernel"], new)
+
+
+def test_layer_param_errors_are_named():
+    _, x, models = three_models()
+    model = models["linen"]
+    with pytest.raises(ValueError, match="unknown layer 'nope'; known layers: conv, relu, gap, logits"):
+        model.layer_params(x, "nope")
+    with pytest.raises(ValueError, match="'relu' owns no parameters; layers with parameters: conv, logits"):
+        model.reinitialize(x, ["relu"], KEY)
+    with pytest.raises(ValueError, match=r"values: expected the parameters of 'conv' \(c/kernel\)"):
+        model.replace_layer_params(x, "conv", {"d/kernel": jnp.zeros((4, 5))})
+    with pytest.raises(ValueError, match=r"values: 'c/kernel' must be float32 \[3, 3, 3, 4\]"):
+        model.replace_layer_params(x, "conv", {"c/kernel": jnp.zeros((3, 3, 3, 5))})
+    with pytest.raises(ValueError, match="bias: expected"):
+        model.reinitialize(x, ["conv"], KEY, bias="other")

@@ -13,7 +13,7 @@ from interp.nets import ReceptiveField, receptive_fields
 @pytest.fixture(scope="module")
 def small_cnn():
     """A randomly initialized SmallCNN; its params fit any input size (GAP head)."""
-    module = nets.create("small_cnn", num_classes=3)
+    module = nets.create_module("small_cnn", num_classes=3)
     return nets.from_linen(module, jax.jit(module.init)(jax.random.key(9), jnp.zeros((1, 32, 32, 3))))
 
 
@@ -28,7 +28,7 @@ def chain(layers):
 
 def zoo_fields(name, size=None):
     """Fields of a zoo model traced on abstract params (no weights allocated)."""
-    module = nets.create(name, num_classes=10)
+    module = nets.create_module(name, num_classes=10)
     x = jax.ShapeDtypeStruct((1, *(size or nets.paper_input_size(name)), 3), jnp.float32)
     variables = jax.eval_shape(module.init, jax.random.key(0), x)
     return receptive_fields(nets.from_linen(module, variables), x)
@@ -174,7 +174,7 @@ def check_supports(model, x, fields, layers, exact):
 
 
 def test_gradient_support_equals_box_without_pools():
-    module = nets.create("small_cnn", num_classes=3, channels=(16, 16, 16, 16), pools=(False,) * 4)
+    module = nets.create_module("small_cnn", num_classes=3, channels=(16, 16, 16, 16), pools=(False,) * 4)
     x = jax.random.uniform(jax.random.key(1), (1, 24, 24, 3))
     model = nets.from_linen(module, jax.jit(module.init)(jax.random.key(2), x))
     fields = receptive_fields(model, x)

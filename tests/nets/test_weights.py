@@ -173,7 +173,7 @@ def _check_against_reference(name, sd, reference, tmp_path, suffix, size):
     variables = nets.from_torchvision(name, nets.load_torchvision_state_dict(path), num_classes=NUM_CLASSES)
     x = np.random.default_rng(0).normal(size=(2, size, size + 16, 3)).astype(np.float32)
     with jax.default_matmul_precision("highest"):
-        ours = nets.create(name, num_classes=NUM_CLASSES).apply(variables, jnp.asarray(x))
+        ours = nets.create_module(name, num_classes=NUM_CLASSES).apply(variables, jnp.asarray(x))
         ref = reference(sd, jnp.asarray(x.transpose(0, 3, 1, 2)))
     scale = float(jnp.abs(ref).max())
     assert scale > 1e-3  # the comparison means something

@@ -28,7 +28,7 @@ def tapped_shapes(jaxpr) -> list[tuple[str, tuple[int, ...]]]:
 
 def trace_taps(name: str, num_classes: int = 10, size: tuple[int, int] | None = None):
     """Abstractly traces zoo model `name` on one image: (logits shape, {tap: shape}, tap list)."""
-    model = zoo.create(name, num_classes=num_classes)
+    model = zoo.create_module(name, num_classes=num_classes)
     x = jax.ShapeDtypeStruct((1, *(size or zoo.paper_input_size(name)), 3), jnp.float32)
     variables = jax.eval_shape(model.init, jax.random.key(0), x)
     closed = jax.make_jaxpr(lambda v, x: model.apply(v, x))(variables, x)
@@ -60,7 +60,7 @@ def test_registry_covers_every_model():
     assert set(zoo.names()) == set(EXPECTED)
     assert zoo.paper_input_size("alexnet") == (227, 227)
     with pytest.raises(ValueError, match="unknown model 'vgg19'.*resnet50"):
-        zoo.create("vgg19")
+        zoo.create_module("vgg19")
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -155,3 +155,18 @@ def test_local_response_norm_matches_the_caffe_formula():
     for c in range(7):
         window = (x[..., max(c - 2, 0): c + 3] ** 2).sum(-1)
         np.testing.assert_allclose(y[..., c], x[..., c] / (2.0 + 5e-4 / 5 * window) ** 0.75, rtol=1e-5)
+
+
+def test_create_gives_a_ready_model_in_one_call():
+    key = jax.random.key(3)
+    model = zoo.create("small_cnn", num_classes=6, key=key)
+    module = zoo.create_module("small_cnn", num_classes=6)
+    expected = module.init(key, jnp.zeros((1, 64, 64, 3)))
+    jax.tree.map(np.testing.assert_array_equal, model.params, expected)
+    x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
+    np.testing.assert_array_equal(model(x), module.apply(expected, x))
+    # The zoo's parameters do not depend on the size initialized on (adaptive pools before the dense layers).
+    small = zoo.create("small_cnn", num_classes=6, key=key, input_size=16)
+    jax.tree.map(np.testing.assert_array_equal, small.params, model.params)
+    with pytest.raises(TypeError, match="key"):
+        zoo.create("small_cnn", num_classes=6)

@@ -27,23 +27,41 @@ class TinyNet(nn.Module):
         return nn.Dense(3)(x)
 
 
-def batch_fn(step, rows=slice(None)):
+def example(index):
     """A learnable task: the label is the colour channel lifted above the noise."""
-    noise_key, label_key = jax.random.split(jax.random.fold_in(jax.random.key(42), step))
-    labels = jax.random.randint(label_key, (BATCH,), 0, 3)
-    images = 0.5 * jax.random.uniform(noise_key, (BATCH, 8, 8, 3)) + 0.3 * jax.nn.one_hot(labels, 3)[:, None, None]
-    return {"image": images[rows], "label": labels[rows]}
+    noise_key, label_key = jax.random.split(jax.random.fold_in(jax.random.key(42), index))
+    label = jax.random.randint(label_key, (), 0, 3)
+    image = 0.5 * jax.random.uniform(noise_key, (8, 8, 3)) + 0.3 * jax.nn.one_hot(label, 3)[None, None]
+    return {"image": image, "label": label}
 
 
-def run(workdir, num_steps, mesh=None, batches=batch_fn, **kw):
+class Colours:
+    """A batch source of `example`s; `poison(step, batch)` may change the batch of step `indices[0] // BATCH`."""
+
+    def __init__(self, poison=None, size=10_000):
+        self.poison, self.size = poison, size
+        self.examples = jax.jit(jax.vmap(example))
+
+    def __len__(self):
+        return self.size
+
+    def batch(self, indices):
+        batch = self.examples(jnp.asarray(indices))
+        return batch if self.poison is None else self.poison(int(indices[0]) // BATCH, batch)
+
+
+COLOURS = Colours()
+
+
+def run(workdir, num_steps, mesh=None, data=COLOURS, **kw):
     return trainlib.train(
         TinyNet(),
         optax.adam(1e-2),
-        batches,
+        data,
         num_steps=num_steps,
         batch_size=BATCH,
         workdir=workdir,
-        sample_input=jnp.zeros((BATCH, 8, 8, 3)),
+        shuffle=False,
         checkpoint_every=kw.pop("checkpoint_every", 5),
         log_every=5,
         mesh=mesh,
@@ -75,13 +93,13 @@ def test_resume_is_bit_identical(tmp_path):
 
 
 def test_interrupted_run_loses_nothing_and_resumes_identically(tmp_path):
-    def interrupted(step, rows):
+    def interrupted(step, batch):
         if step == 13:
             raise KeyboardInterrupt
-        return batch_fn(step, rows)
+        return batch
 
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "stopped", 20, batches=interrupted)
+        run(tmp_path / "stopped", 20, data=Colours(interrupted))
     checkpoints = trainlib.Checkpoints(tmp_path / "stopped" / "checkpoints", every=5)
     assert checkpoints.latest_step() == 13
     checkpoints.close()
@@ -101,19 +119,16 @@ def test_mesh_of_eight_equals_one_device(tmp_path):
 
 def test_batch_must_split_over_devices(tmp_path):
     with pytest.raises(ValueError, match="batch_size: expected a multiple of the 8 devices"):
-        trainlib.train(
-            TinyNet(), optax.adam(1e-2), batch_fn, num_steps=1, batch_size=12, workdir=tmp_path,
-            sample_input=jnp.zeros((12, 8, 8, 3)), progress=False,
-        )
+        trainlib.train(TinyNet(), optax.adam(1e-2), COLOURS, num_steps=1, batch_size=12, workdir=tmp_path,
+                       progress=False)
 
 
 def test_nan_loss_stops_the_run_without_checkpointing_it(tmp_path):
-    def poisoned(step, rows):
-        batch = batch_fn(step, rows)
+    def poisoned(step, batch):
         return batch if step < 5 else {**batch, "image": batch["image"] * jnp.nan}
 
     with pytest.raises(FloatingPointError, match="at step 10"):
-        run(tmp_path, 20, batches=poisoned)
+        run(tmp_path, 20, data=Colours(poisoned))
     checkpoints = trainlib.Checkpoints(tmp_path / "checkpoints", every=5)
     assert checkpoints.latest_step() == 5
 
@@ -144,19 +159,16 @@ def test_checkpoint_of_a_different_model_is_an_error(tmp_path):
             return nn.Dense(3)(nn.Conv(16, (3, 3))(x).mean(axis=(1, 2)))
 
     with pytest.raises(trainlib.CheckpointError, match="could not be restored"):
-        trainlib.train(
-            Wider(), optax.adam(1e-2), batch_fn, num_steps=6, batch_size=BATCH, workdir=tmp_path,
-            sample_input=jnp.zeros((BATCH, 8, 8, 3)), progress=False,
-        )
+        trainlib.train(Wider(), optax.adam(1e-2), COLOURS, num_steps=6, batch_size=BATCH, workdir=tmp_path,
+                       progress=False)
 
 
 def test_evaluator_counts_every_example(tmp_path):
     state = run(tmp_path, 30)
-    evaluate = trainlib.make_evaluator(TinyNet(), batch_fn, num_batches=3, batch_size=BATCH)
+    # 40 examples: two full batches and one of 8 padded with weight-0 rows.
+    evaluate = trainlib.make_evaluator(COLOURS, batch_size=BATCH, num_examples=40)
     result = evaluate(state)
-    logits = jnp.concatenate([
-        TinyNet().apply(trainlib.variables_of(state), batch_fn(i)["image"]) for i in range(3)
-    ])
-    labels = jnp.concatenate([batch_fn(i)["label"] for i in range(3)])
-    assert result["accuracy"] == pytest.approx(float(jnp.mean(jnp.argmax(logits, -1) == labels)))
+    batch = COLOURS.batch(np.arange(40))
+    logits = state.model()(batch["image"])
+    assert result["accuracy"] == pytest.approx(float(jnp.mean(jnp.argmax(logits, -1) == batch["label"])))
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 30
