@@ -14,8 +14,7 @@ from interp.nets import ReceptiveField, receptive_fields
 @pytest.fixture(scope="module")
 def small_cnn():
     """A randomly initialized SmallCNN; its params fit any input size (GAP head)."""
-    module = nets.create("small_cnn", num_classes=3)
-    return nets.from_linen(module, jax.jit(module.init)(jax.random.key(9), jnp.zeros((1, 32, 32, 3))))
+    return nets.create("small_cnn", num_classes=3, key=jax.random.key(9), input_size=32)
 
 
 def window_net(x):
