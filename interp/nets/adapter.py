@@ -47,7 +47,11 @@ ScoreFn = Callable[[jax.Array], jax.Array]
 
 
 @jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+# eq=False: a Model hashes and compares by identity (its params are arrays), so
+# `jax.jit(model)` works as for any function, its params then compile in as
+# constants; passing the model as an argument, `jax.jit(f)(model, x)`, shares one
+# compiled program between models of one architecture.
+@dataclasses.dataclass(frozen=True, eq=False)
 class Model:
     """A pure function with its parameters, whose layers can be read by name.
 

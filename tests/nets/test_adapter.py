@@ -7,6 +7,7 @@ import pytest
 from flax import linen as nn
 from flax import nnx
 
+from interp import nets
 from interp.nets import adapter
 from interp.nets import tap
 
@@ -254,3 +255,13 @@ def test_layer_param_errors_are_named():
         model.replace_layer_params(x, "conv", {"c/kernel": jnp.zeros((3, 3, 3, 5))})
     with pytest.raises(ValueError, match="bias: expected"):
         model.reinitialize(x, ["conv"], KEY, bias="other")
+
+
+def test_a_model_jits_as_a_function_and_as_an_argument():
+    model = nets.create("small_cnn", 6, key=jax.random.key(0), input_size=32)
+    x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
+    np.testing.assert_allclose(jax.jit(model)(x), model(x), rtol=1e-5, atol=1e-6)
+    doubled = model.replace(params=jax.tree.map(lambda p: 2 * p, model.params))
+    forward = jax.jit(lambda m, x: m(x))
+    np.testing.assert_allclose(forward(doubled, x), doubled(x), rtol=1e-5, atol=1e-6)
+    assert model != doubled and model == model  # identity, not array comparison
