@@ -5,12 +5,12 @@ returns one of the types below, and `--config NAME` (or `--config PATH.py`)
 selects it, `--set FIELD=VALUE` overrides a field (`experiments.common.load_config`).
 Configs are plain data: nothing here imports an experiment.
 
-    small_cnn_synthparts  TrainConfig      experiments.train_classifier, experiments.demo
+    small_cnn_synthparts  TrainConfig        experiments.train_classifier, experiments.demo
     attribution           AttributionConfig  experiments.attribution
-    dissect               DissectConfig    experiments.dissect
-    featviz               FeatvizConfig    experiments.featviz (and the demo's figures)
-    icnn                  IcnnConfig       experiments.icnn
-    inversion             InversionConfig  experiments.inversion
+    dissect               DissectConfig      experiments.dissect
+    featviz               FeatvizConfig      experiments.featviz (and the demo's figures)
+    icnn                  IcnnConfig         experiments.icnn
+    inversion             InversionConfig    experiments.inversion
 """
 
 import dataclasses

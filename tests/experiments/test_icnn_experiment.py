@@ -32,7 +32,8 @@ def test_synthparts_comparison_writes_consistent_results(tmp_path):
     rerun = experiment.main(["--workdir", str(tmp_path)] + TINY + ["--set", "single_classes=car"])
 
     def measured(r):
-        return {t: {n: {k: v for k, v in m.items() if k != "seconds"} for n, m in nets.items()} for t, nets in r.items()}
+        return {t: {n: {k: v for k, v in m.items() if k != "seconds"} for n, m in nets.items()}
+                for t, nets in r.items()}
 
     assert measured(rerun) == measured(results)
     # Without results.json the rerun measures the resumed networks again, and finds the same.
