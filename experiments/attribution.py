@@ -1,16 +1,16 @@
 """Attribution on a trained SmallCNN: localization, faithfulness, sanity check, figure.
 
-    python -m experiments.attribution --run runs/demo --workdir runs/attribution
+    python -m experiments.attribution --run runs/demo --workdir runs/attribution [--set images=64]
 
 Reads the trained run (`make demo` writes runs/demo), and compares every method
 on held-out SynthParts images against the same network at random
-initialization: attribution mass inside the object mask, pointing game,
-deletion/insertion AUC, and the cascading model-randomization check. Writes
-results.json, results.md and attribution_grid.png to the workdir.
+initialization (`experiments.common.random_init`): attribution mass inside
+the object mask, pointing game, deletion/insertion AUC, and the cascading
+model-randomization check. Writes results.json, results.md and
+attribution_grid.png to the workdir; a rerun reuses the parts results.json holds.
 """
 
 import argparse
-import json
 import pathlib
 from collections.abc import Callable
 
@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import train as train_experiment
+from experiments import common
+from experiments.configs import AttributionConfig
 from interp import attribution as attr
 from interp import metrics, nets, viz
 from interp.data import SynthParts
@@ -121,53 +122,60 @@ def sanity(model: nets.Model, images, labels, key) -> dict[str, list[float]]:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| method | mass in object (trained) | (random init) | pointing game (trained) | (random init) |", "|---|---:|---:|---:|---:|"]
-    for name, trained in results["localization"]["trained"].items():
-        random = results["localization"]["random_init"][name]
-        lines.append(
-            f"| {name} | {trained['mass_in_object']:.3f} | {random['mass_in_object']:.3f} "
-            f"| {trained['pointing_game']:.3f} | {random['pointing_game']:.3f} |"
-        )
-    lines += ["", f"Object area fraction (mass of a uniform map): {results['object_fraction']:.3f}", ""]
-    lines += ["| method | deletion AUC (lower is better) | insertion AUC (higher is better) |", "|---|---:|---:|"]
-    lines += [f"| {n} | {v['deletion_auc']:.3f} | {v['insertion_auc']:.3f} |" for n, v in results["faithfulness"].items()]
-    lines += ["", "| method | " + " | ".join(f"after {layer}" for layer in CASCADE) + " |", "|---|" + "---:|" * len(CASCADE)]
-    lines += [f"| {n} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for n, row in results["sanity_spearman_abs"].items()]
-    return "\n".join(lines) + "\n"
+    local = results["localization"]
+    localized = common.markdown_table(
+        ["method", "mass in object (trained)", "(random init)", "pointing game (trained)", "(random init)"],
+        [[name, f"{t['mass_in_object']:.3f}", f"{local['random_init'][name]['mass_in_object']:.3f}",
+          f"{t['pointing_game']:.3f}", f"{local['random_init'][name]['pointing_game']:.3f}"]
+         for name, t in local["trained"].items()])
+    faithful = common.markdown_table(
+        ["method", "deletion AUC (lower is better)", "insertion AUC (higher is better)"],
+        [[n, f"{v['deletion_auc']:.3f}", f"{v['insertion_auc']:.3f}"] for n, v in results["faithfulness"].items()])
+    sane = common.markdown_table(
+        ["method", *(f"after {layer}" for layer in CASCADE)],
+        [[n, *(f"{v:.3f}" for v in row)] for n, row in results["sanity_spearman_abs"].items()])
+    fraction = f"Object area fraction (mass of a uniform map): {results['object_fraction']:.3f}"
+    return f"{localized}\n{fraction}\n\n{faithful}\n{sane}"
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/demo", help="a trained run (experiments.train / make demo)")
+    parser.add_argument("--run", default="runs/demo", help="a trained run (experiments.train_classifier / make demo)")
     parser.add_argument("--workdir", default="runs/attribution")
-    parser.add_argument("--images", type=int, default=256, help="held-out images to evaluate")
+    common.config_arguments(parser, default="attribution")
     args = parser.parse_args(argv)
+    config = common.config_from(args, AttributionConfig)
     workdir = pathlib.Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    config, module, variables = train_experiment.restore(args.run)
-    data = SynthParts(seed=config.seed + 1, image_size=config.image_size, num_classes=config.num_classes)
-    batch = data.batch(jnp.arange(args.images, dtype=jnp.int32))
+    run = common.restore(args.run)
+    data = common.held_out(run.config)
+    batch = data.batch(jnp.arange(config.images, dtype=jnp.int32))
     images, labels, object_mask = batch["image"], batch["label"], batch["object_mask"]
     key = jax.random.key(0)
-    trained = nets.from_linen(module, variables)
-    random_init = nets.from_linen(module, module.init(jax.random.key(config.seed + 100), images[:1]))
+    trained, random_init = run.model, run.random_init
+    store = common.Results(workdir, {"run": str(pathlib.Path(args.run).resolve()), **vars(config)})
+    trained_maps = {}
 
-    trained_maps = compute_maps(trained, images, labels, key)
-    results = {
-        "images": args.images,
-        "accuracy": float((trained(images).argmax(-1) == labels).mean()),
-        "object_fraction": float(object_mask.mean()),
-        "localization": {
-            "trained": localization(trained_maps, object_mask),
-            "random_init": localization(compute_maps(random_init, images, labels, key), object_mask),
-        },
-        "faithfulness": faithfulness(trained, trained_maps, images, labels, ("saliency", "integrated gradients", "Grad-CAM", "occlusion")),
-        "sanity_spearman_abs": sanity(trained, images[:32], labels[:32], jax.random.key(1)),
-    }
-    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    def maps_of_trained():
+        if not trained_maps:
+            trained_maps.update(compute_maps(trained, images, labels, key))
+        return trained_maps
+
+    store.get_or_compute("images", lambda: config.images)
+    store.get_or_compute("accuracy", lambda: float((trained(images).argmax(-1) == labels).mean()))
+    store.get_or_compute("object_fraction", lambda: float(object_mask.mean()))
+    store.get_or_compute(("localization", "trained"), lambda: localization(maps_of_trained(), object_mask))
+    store.get_or_compute(("localization", "random_init"),
+                         lambda: localization(compute_maps(random_init, images, labels, key), object_mask))
+    store.get_or_compute("faithfulness", lambda: faithfulness(
+        trained, maps_of_trained(), images, labels, ("saliency", "integrated gradients", "Grad-CAM", "occlusion")))
+    store.get_or_compute("sanity_spearman_abs", lambda: sanity(
+        trained, images[: config.sanity_images], labels[: config.sanity_images], jax.random.key(1)))
+    results = store.values
     (workdir / "results.md").write_text(markdown(results))
-    attribution_figure(trained, data).savefig(workdir / "attribution_grid.png", dpi=110)
+    if not (workdir / "attribution_grid.png").exists():
+        attribution_figure(trained, data).savefig(workdir / "attribution_grid.png", dpi=110)
     print(markdown(results))
     return results
 

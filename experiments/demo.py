@@ -9,7 +9,6 @@ exceed their best held-out image). Rerunning resumes from the checkpoints.
 """
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import time
@@ -19,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import attribution as attribution_experiment
+from experiments import common, train_classifier
 from experiments import featviz as featviz_experiment
-from experiments import train as train_experiment
-from interp import nets, viz
+from experiments.configs import FeatvizConfig, TrainConfig
+from interp import viz
 from interp.data import SynthParts
 from interp.train import read_metrics
 
@@ -41,24 +41,24 @@ def draw_samples(dataset: SynthParts, count: int = 8):
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default="runs/demo")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    common.config_arguments(parser, default="small_cnn_synthparts")
+    parser.add_argument("--featviz-config", default="featviz", help="the figures' FeatvizConfig (experiments/configs)")
     args = parser.parse_args(argv)
     workdir = pathlib.Path(args.workdir)
-    config = train_experiment.load_config("small_cnn_synthparts", args.set)
+    config = common.config_from(args, TrainConfig)
 
     start = time.perf_counter()
-    val = train_experiment.run(config, workdir)
+    val = train_classifier.run(config, workdir)
     seconds = time.perf_counter() - start
 
     viz.training_curve(read_metrics(workdir / "metrics.jsonl")).savefig(workdir / "training_curve.png", dpi=120)
-    dataset = SynthParts(seed=config.seed, image_size=config.image_size, num_classes=config.num_classes)
+    dataset, held_out = common.run_streams(config)
     draw_samples(dataset).savefig(workdir / "synthparts_samples.png", dpi=120)
-    _, module, variables = train_experiment.restore(workdir)
-    held_out = dataclasses.replace(dataset, seed=config.seed + 1)
-    model = nets.from_linen(module, variables)
+    model = common.restore(workdir).model
     figure = attribution_experiment.attribution_figure(model, held_out)
     figure.savefig(workdir / "attribution_grid.png", dpi=110)
-    featviz = featviz_experiment.run(model, held_out, workdir / "featviz", featviz_experiment.FeatvizConfig())
+    featviz = featviz_experiment.run(model, held_out, workdir / "featviz",
+                                     common.load_config(args.featviz_config, FeatvizConfig), run_dir=workdir)
 
     summary = {
         "val_accuracy": val["accuracy"],

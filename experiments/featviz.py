@@ -1,6 +1,6 @@
 """Feature visualization of a trained SmallCNN: channel grids with dataset patches, and how far renders go.
 
-    python -m experiments.featviz --run runs/demo --workdir runs/featviz
+    python -m experiments.featviz --run runs/demo --workdir runs/featviz [--set steps=64]
 
 Reads the trained run (`make demo` writes runs/demo). For each layer it renders
 every chosen channel in one `render_each` call (pre-ReLU, as Lucid does: a
@@ -9,12 +9,10 @@ held-out patches with the streaming top-k, crops them by the layer's
 receptive field, and measures the rendered channel's mean activation against
 its best held-out image. Also draws a semantic dictionary and an activation
 grid. Writes featviz_<layer>.png, semantic_dictionary.png, activation_grid.png
-and results.json to the workdir.
+and results.json to the workdir; a rerun skips the layers results.json holds.
 """
 
 import argparse
-import dataclasses
-import json
 import pathlib
 import time
 
@@ -22,21 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import train as train_experiment
+from experiments import common
+from experiments.configs import FeatvizConfig
 from interp import featviz as fv
 from interp import nets, viz
 from interp.data import SynthParts, pass_indices
 
 LAYERS = ("conv2", "conv3", "conv4")
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatvizConfig:
-    channels: int = 8  # per layer, the most active on held-out data
-    steps: int = 256
-    examples: int = 1024  # held-out images searched for top patches
-    patches: int = 4
-    seed: int = 0
 
 
 BATCH = 128  # held-out images per step
@@ -92,14 +82,21 @@ def semantic_figures(model: nets.Model, dataset: SynthParts, key, steps: int):
     return semantic, activation
 
 
-def run(model: nets.Model, dataset: SynthParts, workdir: pathlib.Path, config: FeatvizConfig) -> dict:
-    """Every figure and the render/dataset ratios; writes them to `workdir` and returns the results."""
+def run(model: nets.Model, dataset: SynthParts, workdir: pathlib.Path, config: FeatvizConfig, *,
+        run_dir: str | pathlib.Path) -> dict:
+    """Every figure and the render/dataset ratios; writes them to `workdir` and returns the results.
+
+    Resumes: a layer whose results `workdir`/results.json holds for the same
+    config and `run_dir` (the trained run `model` comes from) is not rendered again.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(config.seed)
-    results = {"config": dataclasses.asdict(config), "layers": {}}
-    for layer in LAYERS:
+    store = common.Results(workdir, {"run": str(pathlib.Path(run_dir).resolve()), **vars(config)})
+    for index, layer in enumerate(LAYERS):
+        if ("layers", layer) in store:
+            continue
         start = time.perf_counter()
-        study = layer_study(model, dataset, layer, config, jax.random.fold_in(key, len(results["layers"])))
+        study = layer_study(model, dataset, layer, config, jax.random.fold_in(key, index))
         seconds = time.perf_counter() - start
         titles = [f"{layer}:{c}  {r:.1f}x" for c, r in zip(study["channels"], study["ratio"])]
         field = study["receptive_field"]
@@ -112,7 +109,7 @@ def run(model: nets.Model, dataset: SynthParts, workdir: pathlib.Path, config: F
         viz.channel_grid(study["images"], study["patches"], titles, note=note).savefig(
             workdir / f"featviz_{layer}.png", dpi=110
         )
-        results["layers"][layer] = {
+        store.put(("layers", layer), {
             "channels": study["channels"].tolist(),
             "rendered_mean_activation": np.round(study["rendered"], 3).tolist(),
             "best_held_out_mean_activation": np.round(study["dataset_max"], 3).tolist(),
@@ -120,28 +117,27 @@ def run(model: nets.Model, dataset: SynthParts, workdir: pathlib.Path, config: F
             "ratio_min": round(float(np.min(study["ratio"])), 2),
             "receptive_field": {"size": field.size, "stride": field.stride},
             "seconds": round(seconds, 1),
-        }
-    semantic, activation = semantic_figures(model, dataset, key, config.steps)
-    semantic.savefig(workdir / "semantic_dictionary.png", dpi=110)
-    activation.savefig(workdir / "activation_grid.png", dpi=110)
-    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    return results
+        })
+    if "semantic_figures" not in store:
+        semantic, activation = semantic_figures(model, dataset, key, config.steps)
+        semantic.savefig(workdir / "semantic_dictionary.png", dpi=110)
+        activation.savefig(workdir / "activation_grid.png", dpi=110)
+        store.put("semantic_figures", ["semantic_dictionary.png", "activation_grid.png"])
+    return store.values
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/demo", help="a training run's workdir")
     parser.add_argument("--workdir", default="runs/featviz")
-    parser.add_argument("--steps", type=int, default=FeatvizConfig.steps)
-    parser.add_argument("--channels", type=int, default=FeatvizConfig.channels)
+    common.config_arguments(parser, default="featviz")
     args = parser.parse_args(argv)
-    train_config, module, variables = train_experiment.restore(args.run)
-    model = nets.from_linen(module, variables)
-    held_out = SynthParts(seed=train_config.seed + 1, image_size=train_config.image_size, num_classes=train_config.num_classes)
-    config = FeatvizConfig(steps=args.steps, channels=args.channels)
-    results = run(model, held_out, pathlib.Path(args.workdir), config)
+    config = common.config_from(args, FeatvizConfig)
+    trained = common.restore(args.run)
+    results = run(trained.model, common.held_out(trained.config), pathlib.Path(args.workdir), config, run_dir=args.run)
     for layer, r in results["layers"].items():
-        print(f"{layer}: rendered / best held-out mean activation, median {r['ratio_median']}x, min {r['ratio_min']}x ({r['seconds']} s)")
+        print(f"{layer}: rendered / best held-out mean activation, median {r['ratio_median']}x, "
+              f"min {r['ratio_min']}x ({r['seconds']} s)")
     return results
 
 

@@ -18,8 +18,9 @@ comparison runs on that dataset's multi-category task (CUB landmarks: parts 1,
 6, 14; VOC-Part: head, torso, legs, tail centres).
 
 Writes to the workdir: a run folder per task and network (checkpoints, so a
-rerun resumes), results.json, table.md and feature_maps.png (a few filters of
-each network on many images of one category).
+rerun resumes training), results.json (a rerun skips the networks it holds),
+table.md and feature_maps.png (a few filters of each network on many images of
+one category).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import dataclasses
 import json
 import pathlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -37,29 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import train as train_experiment
+from experiments import common
+from experiments.configs import IcnnConfig
 from interp import dissect, layers, metrics, nets, viz
 from interp import train as trainlib
-from interp.data import CUB200, BatchSource, SynthParts, VOCPart, sized
+from interp.data import CUB200, BatchSource, VOCPart, pass_indices, sized
 from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
 from interp.nets import receptive_fields
-
-
-@dataclasses.dataclass(frozen=True)
-class IcnnConfig:
-    model: str = "small_cnn"
-    image_size: int = 64
-    steps: int = 1500  # multi-category training steps
-    single_steps: int = 800  # per single-category network
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    weight: float = 0.02  # lambda of the filter loss (sum over filters)
-    variant: str = "paper"
-    eval_images: int = 1024
-    single_classes: tuple[str, ...] = ("quadruped", "car")
-    landmark_share: float = 0.5  # a category's landmarks: parts visible on at least this share of its images
-    top_resolution: int = 8  # small_cnn: side of the last conv layer's map (8 or 16 at 64 px: fewer pools)
-    seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,64 +56,64 @@ class Task:
     image_size: int
     train: BatchSource  # image, label
     shuffle: bool  # whether training visits each epoch of `train` in a seeded random order
-    eval_batches: Callable[[], Iterator[dict[str, Any]]]  # image, label, category, landmarks, landmark_visible
+    eval: BatchSource  # image, label, category, landmarks, landmark_visible (`EvalSource`)
+    eval_examples: int  # evaluated: examples 0 ... eval_examples - 1 of `eval`
+    eval_batch_size: int
     mode: str  # "single" or "multi"
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainSource:
-    """A batch source's 'image' and 'label'; with `positive`, the label is 1 for that class and 0 for the rest."""
+class EvalSource:
+    """Held-out examples with what evaluation reads: 'image', 'label', 'category' (the true class), landmarks.
+
+    With `positive`, 'label' is 1 for that class and 0 for the rest (a
+    single-category task); with `parts`, only those landmarks (1-based ids,
+    `select_landmarks`) are kept.
+    """
 
     source: BatchSource
     positive: int | None = None
+    parts: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.source)
 
     def batch(self, indices) -> dict[str, np.ndarray]:
         batch = self.source.batch(indices)
-        label = np.asarray(batch["label"], np.int32)
-        label = label if self.positive is None else (label == self.positive).astype(np.int32)
-        return {"image": np.asarray(batch["image"], np.float32), "label": label}
+        if self.parts is not None:
+            batch = select_landmarks(batch, self.parts)
+        category = np.asarray(batch["label"], np.int32)
+        label = category if self.positive is None else (category == self.positive).astype(np.int32)
+        return {"image": np.asarray(batch["image"], np.float32), "label": label, "category": category,
+                "landmarks": np.asarray(batch["landmarks"]), "landmark_visible": np.asarray(batch["landmark_visible"])}
 
 
 def synthparts_tasks(config: IcnnConfig) -> list[Task]:
-    data = SynthParts(seed=config.seed, image_size=config.image_size)
-    held_out = dataclasses.replace(data, seed=config.seed + 1)
+    data, held_out = common.synthparts_streams(config.seed, config.image_size)
 
-    def eval_batches(positive=None):
-        for start in range(0, config.eval_images, 256):
-            batch = held_out.batch(jnp.arange(start, min(start + 256, config.eval_images), dtype=jnp.int32))
-            label = batch["label"] if positive is None else (batch["label"] == positive).astype(jnp.int32)
-            yield {"image": batch["image"], "label": label, "category": batch["label"],
-                   "landmarks": batch["landmarks"], "landmark_visible": batch["landmark_visible"]}
+    def task(name, num_classes, positive, mode):
+        # SynthParts' examples are independent draws: read in index order.
+        return Task(name, num_classes, data.image_size, common.ImageLabel(data, positive), False,
+                    EvalSource(held_out, positive), config.eval_images, 256, mode)
 
-    # SynthParts' examples are independent draws: read in index order.
-    tasks = [Task("multi", data.num_classes, data.image_size, TrainSource(data), False, eval_batches, "multi")]
+    tasks = [task("multi", data.num_classes, None, "multi")]
     for name in config.single_classes:
-        c = data.class_names.index(name)
-        tasks.append(Task(f"single_{name}", 2, data.image_size, TrainSource(data, c), False,
-                          lambda c=c: eval_batches(c), "single"))
+        tasks.append(task(f"single_{name}", 2, data.class_names.index(name), "single"))
     return tasks
 
 
 def folder_task(name: str, train_source, eval_source, config: IcnnConfig, parts=None) -> Task:
     """The multi-category task of a dataset folder (CUB200, VOCPart): its train and evaluation splits."""
-    def prepared(source, indices):
-        batch = source.batch(indices, image_size=config.image_size)
-        if parts is not None:
-            batch = select_landmarks(batch, parts)
-        return {key: np.asarray(value) for key, value in batch.items()}
+    return Task(name, train_source.num_classes, config.image_size,
+                common.ImageLabel(sized(train_source, config.image_size)), True,
+                EvalSource(sized(eval_source, config.image_size), parts=None if parts is None else tuple(parts)),
+                min(config.eval_images, len(eval_source)), 64, "multi")
 
-    def eval_batches():
-        count = min(config.eval_images, len(eval_source))
-        for start in range(0, count, 64):
-            batch = prepared(eval_source, range(start, min(start + 64, count)))
-            yield {"image": batch["image"], "label": batch["label"], "category": batch["label"],
-                   "landmarks": batch["landmarks"], "landmark_visible": batch["landmark_visible"]}
 
-    return Task(name, train_source.num_classes, config.image_size, TrainSource(sized(train_source, config.image_size)),
-                True, eval_batches, "multi")
+def eval_batches(task: Task) -> Iterator[dict[str, np.ndarray]]:
+    """One ordered pass over the task's evaluation examples, each batch without its padding rows."""
+    for indices, valid in pass_indices(task.eval_examples, task.eval_batch_size):
+        yield task.eval.batch(indices[valid])
 
 
 def train_network(task: Task, interpretable: bool, workdir: pathlib.Path, config: IcnnConfig) -> nets.Model:
@@ -156,7 +141,7 @@ def evaluate(model: nets.Model, task: Task, config: IcnnConfig) -> dict[str, Any
     field = None
     columns: dict[str, list] = {k: [] for k in ("logits", "positions", "scores", "label", "category",
                                                 "landmarks", "visible")}
-    for batch in task.eval_batches():
+    for batch in eval_batches(task):
         images = jnp.asarray(batch["image"])
         logits, maps = step(images)
         field = field or receptive_fields(model, images[:1])["icnn"]
@@ -206,14 +191,14 @@ def instability_by_category(data: dict[str, np.ndarray], assigned: np.ndarray, i
 
 def part_iou(model: nets.Model, config: IcnnConfig) -> float:
     """Mean over the 'icnn' filters of their best part IoU on held-out SynthParts (Network Dissection)."""
-    held_out = SynthParts(seed=config.seed + 1, image_size=config.image_size)
+    held_out = common.synthparts_streams(config.seed, config.image_size)[1]
     data = dissect.SynthPartsConcepts(held_out, num_examples=config.eval_images)
     return float(metrics.part_interpretability(model, "icnn", data, batch_size=64).value)
 
 
 def feature_map_figure(models: dict[str, nets.Model], task: Task, filters_per_model: int = 3, images: int = 8):
     """The paper's figure: a few filters of each network on the top images of one category."""
-    batch = next(task.eval_batches())
+    batch = next(eval_batches(task))
     category = np.asarray(batch["category"])
     chosen = np.flatnonzero(category == category[0])[:images]
     pictures = np.asarray(batch["image"])[chosen]
@@ -226,16 +211,13 @@ def feature_map_figure(models: dict[str, nets.Model], task: Task, filters_per_mo
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| task | network | accuracy | location instability | (firing filters only) | part IoU |",
-             "|---|---|---:|---:|---:|---:|"]
-    for task, networks in results.items():
-        for name, r in networks.items():
-            iou = f"{r['part_iou']:.3f}" if "part_iou" in r else "-"
-            lines.append(f"| {task} | {name} | {r['accuracy']:.3f} | {r['location_instability']:.4f} "
-                         f"({r['location_instability_filters']}/{r['filters']}) | "
-                         f"{r['location_instability_firing']:.4f} ({r['location_instability_firing_filters']}) | "
-                         f"{iou} |")
-    return "\n".join(lines) + "\n"
+    rows = [[task, name, f"{r['accuracy']:.3f}",
+             f"{r['location_instability']:.4f} ({r['location_instability_filters']}/{r['filters']})",
+             f"{r['location_instability_firing']:.4f} ({r['location_instability_firing_filters']})",
+             f"{r['part_iou']:.3f}" if "part_iou" in r else "-"]
+            for task, networks in results.items() for name, r in networks.items()]
+    return common.markdown_table(["task", "network", "accuracy", "location instability", "(firing filters only)",
+                                  "part IoU"], rows, text_columns=2)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -243,10 +225,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default="runs/icnn")
     parser.add_argument("--cub", help="a CUB_200_2011 folder: run its multi-category task instead of SynthParts")
     parser.add_argument("--voc-part", help="a VOC2010 folder with Annotations_Part: run its animal task instead")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help=f"config overrides, fields: {', '.join(f.name for f in dataclasses.fields(IcnnConfig))}")
+    common.config_arguments(parser, default="icnn")
     args = parser.parse_args(argv)
-    config = train_experiment.with_overrides(IcnnConfig(), args.set)
+    config = common.config_from(args, IcnnConfig)
     workdir = pathlib.Path(args.workdir)
     if args.cub:
         tasks = [folder_task("cub", CUB200(args.cub, split="train"), CUB200(args.cub, split="test"), config,
@@ -257,22 +238,21 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         tasks = synthparts_tasks(config)
 
-    results: dict[str, Any] = {}
+    store = common.Results(workdir, {"dataset": args.cub or args.voc_part or "synthparts", **vars(config)})
     for task in tasks:
         models = {}
-        results[task.name] = {}
         for name, interpretable in (("ordinary", False), ("interpretable", True)):
             start = time.perf_counter()
             models[name] = train_network(task, interpretable, workdir / task.name / name, config)
-            results[task.name][name] = evaluate(models[name], task, config)
-            if task.name == "multi" and not (args.cub or args.voc_part):
-                results[task.name][name]["part_iou"] = part_iou(models[name], config)
-            results[task.name][name]["seconds"] = round(time.perf_counter() - start, 1)
-            print(task.name, name, json.dumps(results[task.name][name]), flush=True)
-        if task is tasks[0]:
+            if (task.name, name) not in store:
+                measured = evaluate(models[name], task, config)
+                if task.name == "multi" and not (args.cub or args.voc_part):
+                    measured["part_iou"] = part_iou(models[name], config)
+                store.put((task.name, name), measured | {"seconds": round(time.perf_counter() - start, 1)})
+            print(task.name, name, json.dumps(store.get((task.name, name))), flush=True)
+        if task is tasks[0] and not (workdir / "feature_maps.png").exists():
             feature_map_figure(models, task).savefig(workdir / "feature_maps.png", dpi=110)
-    (workdir / "results.json").write_text(json.dumps({"config": dataclasses.asdict(config), "results": results},
-                                                     indent=2) + "\n")
+    results = store.values
     (workdir / "table.md").write_text(table(results))
     print(table(results))
     return results

@@ -1,6 +1,6 @@
 """SmallCNN on 64x64 SynthParts: the demo's run (>= 90% validation accuracy on 2 CPU cores)."""
 
-from experiments.train import TrainConfig
+from experiments.configs import TrainConfig
 
 
 def get_config() -> TrainConfig:

@@ -3,18 +3,19 @@
 import csv
 import json
 
+from experiments import common, train_classifier
 from experiments import dissect as experiment
-from experiments import train as train_experiment
+from experiments.configs import TrainConfig
 
 
 def test_outputs_agree_with_each_other(tmp_path):
     run = tmp_path / "run"
-    train_experiment.run(train_experiment.load_config(
-        "small_cnn_synthparts", ["steps=10", "batch_size=16", "eval_batches=1", "log_every=10",
+    train_classifier.run(common.load_config(
+        "small_cnn_synthparts", TrainConfig, ["steps=10", "batch_size=16", "eval_batches=1", "log_every=10",
                                  "checkpoint_every=10", "eval_every=1000"]), run)
     out = tmp_path / "dissect"
-    summaries = experiment.main(["--run", str(run), "--workdir", str(out), "--images", "48",
-                                 "--layers", "relu3", "relu4", "--batch-size", "16"])
+    summaries = experiment.main(["--run", str(run), "--workdir", str(out), "--set", "images=48",
+                                 "--set", "layers=relu3,relu4", "--set", "batch_size=16"])
     assert json.loads((out / "summary.json").read_text()) == summaries
     assert set(summaries) == {"trained", "random"}
     for name, summary in summaries.items():

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from experiments import common
 from experiments import icnn as experiment
-from experiments import train as train_experiment
+from experiments.configs import IcnnConfig
 from tests.data.fixtures import write_cub, write_voc_part
 
 TINY = ["--set", "steps=6", "--set", "single_steps=4", "--set", "batch_size=8", "--set", "eval_images=48"]
@@ -16,7 +17,7 @@ def test_synthparts_comparison_writes_consistent_results(tmp_path):
     results = experiment.main(["--workdir", str(tmp_path)] + TINY + ["--set", "single_classes=car"])
     assert set(results) == {"multi", "single_car"}
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["results"] == results and saved["config"]["weight"] == experiment.IcnnConfig().weight
+    assert saved["results"] == results and saved["config"]["weight"] == IcnnConfig().weight
     table = (tmp_path / "table.md").read_text()
     for task, networks in results.items():
         assert set(networks) == {"ordinary", "interpretable"}
@@ -31,9 +32,14 @@ def test_synthparts_comparison_writes_consistent_results(tmp_path):
     rerun = experiment.main(["--workdir", str(tmp_path)] + TINY + ["--set", "single_classes=car"])
 
     def measured(r):
-        return {t: {n: {k: v for k, v in m.items() if k != "seconds"} for n, m in nets.items()} for t, nets in r.items()}
+        return {t: {n: {k: v for k, v in m.items() if k != "seconds"} for n, m in nets.items()}
+                for t, nets in r.items()}
 
     assert measured(rerun) == measured(results)
+    # Without results.json the rerun measures the resumed networks again, and finds the same.
+    (tmp_path / "results.json").unlink()
+    remeasured = experiment.main(["--workdir", str(tmp_path)] + TINY + ["--set", "single_classes=car"])
+    assert measured(remeasured) == measured(results)
 
 
 def test_cub_folder_runs_with_the_papers_three_landmarks(tmp_path):
@@ -56,6 +62,6 @@ def test_voc_part_folder_runs(tmp_path):
 def test_config_overrides_are_checked():
     with pytest.raises(ValueError, match="--set: expected field=value with field one of model, image_size"):
         experiment.main(["--set", "stepz=3"])
-    config = train_experiment.with_overrides(experiment.IcnnConfig(), ["weight=0.5", "single_classes=car,tree"])
+    config = common.with_overrides(IcnnConfig(), ["weight=0.5", "single_classes=car,tree"])
     assert config.single_classes == ("car", "tree")
     assert np.isclose(config.weight, 0.5)

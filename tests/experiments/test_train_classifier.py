@@ -1,11 +1,13 @@
-"""`python -m experiments.train`: configs, SynthParts and real folders, resuming."""
+"""`python -m experiments.train_classifier`: configs, SynthParts and real folders, resuming."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from experiments import train as experiment
+from experiments import common
+from experiments import train_classifier as experiment
+from experiments.configs import TrainConfig
 from interp.data import epoch_indices, pass_indices
 from interp.train import Checkpoints, read_metrics
 from tests.data.fixtures import write_cub
@@ -14,12 +16,12 @@ SHORT = ["batch_size=16", "eval_batches=1", "log_every=10", "checkpoint_every=10
 
 
 def test_config_overrides_are_typed_and_checked(tmp_path):
-    config = experiment.load_config("small_cnn_synthparts", ["steps=7", "learning_rate=0.01"])
+    config = common.load_config("small_cnn_synthparts", TrainConfig, ["steps=7", "learning_rate=0.01"])
     assert (config.steps, config.learning_rate, config.model) == (7, 0.01, "small_cnn")
     with pytest.raises(ValueError, match="--set: expected field=value with field one of model, dataset"):
-        experiment.load_config("small_cnn_synthparts", ["step=7"])
+        common.load_config("small_cnn_synthparts", TrainConfig, ["step=7"])
     with pytest.raises(FileNotFoundError, match="--config: no such file"):
-        experiment.load_config(str(tmp_path / "missing.py"), [])
+        common.load_config(str(tmp_path / "missing.py"), TrainConfig, [])
 
 
 def test_synthparts_run_resumes_where_it_stopped(tmp_path):
@@ -36,26 +38,26 @@ def test_synthparts_run_resumes_where_it_stopped(tmp_path):
     assert '"steps": 30' in (tmp_path / "config.json").read_text()
 
     # The restored weights are the ones that were evaluated at step 30.
-    config, module, variables = experiment.restore(tmp_path)
-    data = experiment.make_data(config)
+    run = common.restore(tmp_path)
+    data = common.make_data(run.config)
     batch = data.eval.batch(np.arange(data.eval_examples))
-    logits = module.apply(variables, batch["image"])
+    logits = run.model(batch["image"])
     assert float((logits.argmax(-1) == batch["label"]).mean()) == pytest.approx(records[-1]["accuracy"])
     with pytest.raises(FileNotFoundError, match="config.json not found"):
-        experiment.restore(tmp_path / "nothing")
+        common.restore(tmp_path / "nothing")
 
 
 def test_trains_on_a_cub_folder_with_its_own_classes(tmp_path):
     truth = write_cub(tmp_path / "CUB_200_2011", num_classes=3, num_images=8)
     config = dataclasses.replace(
-        experiment.load_config("small_cnn_synthparts", SHORT),
+        common.load_config("small_cnn_synthparts", TrainConfig, SHORT),
         dataset="cub",
         data_dir=str(tmp_path / "CUB_200_2011"),
         image_size=32,
         batch_size=8,
         steps=2,
     )
-    data = experiment.make_data(config)
+    data = common.make_data(config)
     assert data.num_classes == 3
     batch = data.train.batch(epoch_indices(0, config.batch_size, len(data.train), config.seed, shuffle=data.shuffle))
     assert batch["image"].shape == (8, 32, 32, 3) and set(batch["label"]) <= {0, 1, 2}
@@ -65,13 +67,13 @@ def test_trains_on_a_cub_folder_with_its_own_classes(tmp_path):
     passes = list(pass_indices(data.eval_examples, config.batch_size))
     assert len(passes) == 1 and passes[0][1].sum() == 4
     result = experiment.run(config, tmp_path / "run", progress=False)
-    assert experiment.restore(tmp_path / "run")[0].num_classes == 3  # the folder's, not the config's 6
+    assert common.restore(tmp_path / "run").config.num_classes == 3  # the folder's, not the config's 6
     last = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
     assert (last["step"], last["split"], last["accuracy"]) == (2, "val", result["accuracy"])
     assert len(truth["labels"]) == 8
 
 
 def test_unknown_dataset_is_named(tmp_path):
-    config = dataclasses.replace(experiment.load_config("small_cnn_synthparts", []), dataset="imagenet")
+    config = dataclasses.replace(common.load_config("small_cnn_synthparts", TrainConfig, []), dataset="imagenet")
     with pytest.raises(ValueError, match="dataset: expected 'synthparts', 'cub' or 'tfds:<name>', got 'imagenet'"):
-        experiment.make_data(config)
+        common.make_data(config)

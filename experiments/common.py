@@ -1,0 +1,331 @@
+"""What the experiments share: configs from the command line, data streams, trained runs, tables, results.
+
+- Configs: `config_arguments(parser, default)` adds `--config NAME|PATH.py` and
+  `--set FIELD=VALUE` to a parser; `config_from(args, kind)` reads them
+  (`load_config`, `with_overrides`: the one override parser).
+- Data: `synthparts_streams` (the training stream and the held-out one, seed + 1),
+  a run's streams (`run_streams(config)`, `held_out(config)`), and
+  `make_data(config)`: a training run's batch sources.
+- Runs: `restore(workdir)` gives a trained run's config, its `Model` and its
+  random-init twin; `optimizer(config)` the run's optax optimizer.
+- Output: `markdown_table`, and `Results`, a workdir's results.json, written as
+  each part finishes so that a rerun skips what is done.
+"""
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+import json
+import os
+import pathlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments.configs import TrainConfig
+from interp import nets
+from interp import train as trainlib
+from interp.data import BatchSource, SynthParts, sized
+
+# --- configs ---------------------------------------------------------------------------------------------------
+
+
+def load_config(name_or_path: str, kind: type, overrides: Sequence[str] = ()) -> Any:
+    """`get_config()` of a module in experiments/configs or of a .py file, with `field=value` overrides.
+
+    Args:
+      name_or_path: a module name in experiments/configs (`small_cnn_synthparts`) or a path to a .py file.
+      kind: the config type the experiment reads (e.g. `TrainConfig`).
+      overrides: `field=value` strings (`with_overrides`).
+
+    Raises:
+      FileNotFoundError: no such file or config module.
+      ValueError: the config is not a `kind`, or an override is malformed.
+    """
+    if name_or_path.endswith(".py"):
+        path = pathlib.Path(name_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"--config: no such file {name_or_path}")
+        spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        if importlib.util.find_spec(f"experiments.configs.{name_or_path}") is None:
+            raise FileNotFoundError(f"--config: no config module experiments/configs/{name_or_path}.py")
+        module = importlib.import_module(f"experiments.configs.{name_or_path}")
+    config = module.get_config()
+    if not isinstance(config, kind):
+        raise ValueError(f"--config: {name_or_path} gives a {type(config).__name__}; expected a {kind.__name__}")
+    return with_overrides(config, overrides)
+
+
+def with_overrides(config: Any, overrides: Sequence[str]) -> Any:
+    """A dataclass config with `field=value` overrides, each value parsed as its field's type.
+
+    A tuple field takes comma-separated strings (`single_classes=car,tree`; empty for none), a bool field
+    `true`/`false` (or 1/0, yes/no).
+
+    Raises:
+      ValueError: naming the override: not `field=value`, an unknown field, or a value of the wrong type.
+    """
+    return dataclasses.replace(config, **dict(_parse_override(config, o) for o in overrides))
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _parse_override(config: Any, override: str) -> tuple[str, Any]:
+    key, sep, value = override.partition("=")
+    fields = [f.name for f in dataclasses.fields(config)]
+    if not sep or key not in fields:
+        raise ValueError(f"--set: expected field=value with field one of {', '.join(fields)}; got {override!r}")
+    current = getattr(config, key)
+    if isinstance(current, tuple):
+        return key, tuple(v for v in value.split(",") if v)
+    if isinstance(current, bool):
+        if value.lower() not in _BOOLS:
+            raise ValueError(f"--set {key}: expected true or false, got {value!r}")
+        return key, _BOOLS[value.lower()]
+    try:
+        return key, type(current)(value)
+    except ValueError:
+        raise ValueError(f"--set {key}: expected a {type(current).__name__}, got {value!r}") from None
+
+
+def config_arguments(parser: argparse.ArgumentParser, default: str | None) -> argparse.ArgumentParser:
+    """Adds `--config` (required when `default` is None) and `--set FIELD=VALUE` to `parser`."""
+    where = "a module in experiments/configs or a .py path"
+    parser.add_argument("--config", default=default, required=default is None,
+                        help=where + (f" (default {default})" if default else ""))
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    return parser
+
+
+def config_from(args: argparse.Namespace, kind: type) -> Any:
+    """The config `config_arguments` read from the command line."""
+    return load_config(args.config, kind, args.set)
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+
+HELD_OUT_SEED_OFFSET = 1  # the held-out stream: another seed, another stream of the same distribution
+
+
+def synthparts_streams(seed: int, image_size: int, *, num_classes: int = 6,
+                       clutter: float = 0.5) -> tuple[SynthParts, SynthParts]:
+    """SynthParts to train on (seed) and held out from training (seed + 1), the same distribution."""
+    train = SynthParts(seed=seed, image_size=image_size, num_classes=num_classes, clutter=clutter)
+    return train, dataclasses.replace(train, seed=seed + HELD_OUT_SEED_OFFSET)
+
+
+def run_streams(config: TrainConfig) -> tuple[SynthParts, SynthParts]:
+    """The SynthParts a run trained on `config` read, and the held-out stream it never saw (its validation).
+
+    Raises:
+      ValueError: the run did not train on SynthParts (the experiments read its masks and landmarks).
+    """
+    if config.dataset != "synthparts":
+        raise ValueError(f"run: expected a run trained on SynthParts, got dataset {config.dataset!r}")
+    return synthparts_streams(config.seed, config.image_size, num_classes=config.num_classes, clutter=config.clutter)
+
+
+def held_out(config: TrainConfig) -> SynthParts:
+    """`run_streams(config)`'s held-out stream."""
+    return run_streams(config)[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageLabel:
+    """A batch source's 'image' (float32) and 'label' (int32), the fields training reads.
+
+    With `positive`, the label is 1 for that class and 0 for the rest (a single-category task).
+    """
+
+    source: BatchSource
+    positive: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batch(self, indices) -> dict[str, np.ndarray]:
+        batch = self.source.batch(indices)
+        label = np.asarray(batch["label"], np.int32)
+        label = label if self.positive is None else (label == self.positive).astype(np.int32)
+        return {"image": np.asarray(batch["image"], np.float32), "label": label}
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """Batch sources for training and evaluation (see `interp.data.stream`)."""
+
+    train: BatchSource
+    eval: BatchSource
+    num_classes: int
+    eval_examples: int  # evaluated: examples 0 ... eval_examples - 1 of `eval`
+    shuffle: bool  # whether training visits each epoch in a seeded random order
+
+
+def make_data(config: TrainConfig) -> Data:
+    """The config's dataset: SynthParts, or a real one read from `data_dir`.
+
+    Real datasets (readers with `batch(indices, image_size)`: CUB, tfds) are
+    visited epoch after epoch, each epoch in an order drawn from (seed, epoch)
+    (`interp.data.epoch_indices`); evaluation is one ordered pass over at most
+    `eval_batches` batches, padded at weight 0. SynthParts' examples are
+    independent draws, read in index order.
+    """
+    if config.dataset == "synthparts":
+        train, evaluation = synthparts_streams(config.seed, config.image_size, num_classes=config.num_classes,
+                                               clutter=config.clutter)
+        return Data(ImageLabel(train), ImageLabel(evaluation), config.num_classes,
+                    config.eval_batches * config.batch_size, shuffle=False)
+    if config.dataset == "cub":
+        from interp.data import CUB200
+
+        train, evaluation = CUB200(config.data_dir, split="train"), CUB200(config.data_dir, split="test")
+    elif config.dataset.startswith("tfds:"):
+        from interp.data import tfds_source
+
+        name = config.dataset.removeprefix("tfds:")
+        train = tfds_source(name, split="train", data_dir=config.data_dir)
+        evaluation = tfds_source(name, split="test", data_dir=config.data_dir)
+    else:
+        raise ValueError(f"dataset: expected 'synthparts', 'cub' or 'tfds:<name>', got {config.dataset!r}")
+    eval_examples = min(config.eval_batches * config.batch_size, len(evaluation))
+    return Data(ImageLabel(sized(train, config.image_size)), ImageLabel(sized(evaluation, config.image_size)),
+                train.num_classes, eval_examples, shuffle=True)
+
+
+# --- trained runs ----------------------------------------------------------------------------------------------
+
+TWIN_SEED_OFFSET = 1
+
+
+def optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """AdamW with linear warm-up and cosine decay over the run's steps."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, config.learning_rate, config.warmup_steps, max(config.steps, config.warmup_steps + 1)
+    )
+    return optax.adamw(schedule, weight_decay=config.weight_decay)
+
+
+def random_init(config: TrainConfig) -> nets.Model:
+    """The run's random-init twin: its architecture initialized from `jax.random.key(config.seed + 1)`.
+
+    The one rule every experiment's "random init" baseline follows. Training
+    initializes from `split(PRNGKey(seed))[0]`, so the twin never shares the
+    trained network's starting point.
+    """
+    return nets.create(config.model, config.num_classes, key=jax.random.key(config.seed + TWIN_SEED_OFFSET),
+                       input_size=config.image_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A trained run: its config, the trained network, and the same architecture at random initialization."""
+
+    config: TrainConfig
+    model: nets.Model
+    random_init: nets.Model
+
+
+def restore(workdir: str | pathlib.Path) -> Run:
+    """The run in `workdir` (written by `experiments.train_classifier`), from its latest checkpoint.
+
+    Raises:
+      FileNotFoundError: `workdir` has no config.json or no checkpoint.
+    """
+    workdir = pathlib.Path(workdir)
+    if not (workdir / "config.json").exists():
+        raise FileNotFoundError(f"workdir: {workdir / 'config.json'} not found; is {workdir} a training run?")
+    config = TrainConfig(**json.loads((workdir / "config.json").read_text()))
+    module = nets.create_module(config.model, num_classes=config.num_classes)
+    sample = jnp.zeros((1, config.image_size, config.image_size, 3))
+    like = trainlib.create_train_state(module, optimizer(config), sample, config.seed)
+    checkpoints = trainlib.Checkpoints(workdir / "checkpoints", every=config.checkpoint_every)
+    try:
+        state = checkpoints.restore(like)
+    finally:
+        checkpoints.close()
+    return Run(config, state.model(), random_init(config))
+
+
+# --- output ----------------------------------------------------------------------------------------------------
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int = 1) -> str:
+    """A markdown table of formatted cells: the first `text_columns` columns left-aligned, the rest right.
+
+    Raises:
+      ValueError: a row's length differs from the header's.
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * text_columns + "---:|" * (len(header) - text_columns)]
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"rows: expected {len(header)} cells per row ({', '.join(header)}), got {list(row)}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+class Results:
+    """A workdir's results.json, `{"config": ..., "results": {...}}`, rewritten as each part finishes.
+
+    A rerun with the same config reuses every stored part (`get_or_compute`)
+    and computes only what is missing; a different config starts afresh.
+    Values are stored as JSON reads them back (tuples become lists), and are
+    returned that way on the first run too, so a rerun returns the same.
+    """
+
+    def __init__(self, workdir: str | pathlib.Path, config: Any):
+        self.path = pathlib.Path(workdir) / "results.json"
+        self.config = _as_json(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config)
+        stored = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.values: dict[str, Any] = stored["results"] if stored.get("config") == self.config else {}
+
+    def get(self, path: str | Sequence[str], default: Any = None) -> Any:
+        """The stored value at `path` (a key, or keys into nested dicts), or `default`."""
+        node = self.values
+        for key in _keys(path):
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
+    def __contains__(self, path: str | Sequence[str]) -> bool:
+        return self.get(path, _MISSING) is not _MISSING
+
+    def put(self, path: str | Sequence[str], value: Any) -> Any:
+        """Stores `value` at `path`, rewrites results.json, and returns the value as stored."""
+        *parents, last = _keys(path)
+        node = self.values
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = _as_json(value)
+        self.write()
+        return node[last]
+
+    def get_or_compute(self, path: str | Sequence[str], compute: Callable[[], Any]) -> Any:
+        """The stored value at `path`, or `compute()` stored there."""
+        return self.get(path) if path in self else self.put(path, compute())
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".json.partial")
+        partial.write_text(json.dumps({"config": self.config, "results": self.values}, indent=2) + "\n")
+        os.replace(partial, self.path)  # a run stopped mid-write keeps the previous file
+
+
+_MISSING = object()
+
+
+def _keys(path: str | Sequence[str]) -> tuple[str, ...]:
+    return (path,) if isinstance(path, str) else tuple(path)
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value))
