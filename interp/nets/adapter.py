@@ -328,13 +328,13 @@ def with_activations(fn: Callable[..., Any], layers: Sequence[str], *args) -> tu
     acts = {}
 
     def select(eqn):
-        return eqn.primitive.name == TAP_PRIMITIVE and eqn.params["name"] in layers
+        return jaxprs.tap_name(eqn) in layers
 
     def record(eqn, invals):
-        acts[eqn.params["name"]] = invals[0]
+        acts[jaxprs.tap_name(eqn)] = invals[0]
         return [invals[0]]
 
-    flat_out = _interpret.interpret(closed, leaves, select, record)
+    flat_out = jaxprs.interpret(closed, leaves, select, record)
     return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out), acts
 
 
@@ -384,8 +384,8 @@ def _flow(jaxpr, sources: list[frozenset], owned: dict[str, set[int]]) -> list[f
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
         body = _tapped_body(eqn)
-        if eqn.primitive.name == TAP_PRIMITIVE:
-            owned.setdefault(eqn.params["name"], set()).update(invals[0])
+        if jaxprs.tap_name(eqn) is not None:
+            owned.setdefault(jaxprs.tap_name(eqn), set()).update(invals[0])
             outvals = [frozenset()]
         elif body is not None:
             outvals = _flow(body, invals, owned)
@@ -403,7 +403,7 @@ def _tapped_body(eqn):
         body = eqn.params.get(name)
         body = getattr(body, "jaxpr", body)
         if isinstance(body, jcore.Jaxpr) and len(body.invars) == len(eqn.invars) and any(
-            e.primitive.name == TAP_PRIMITIVE for e in _interpret.equations(body)
+            jaxprs.tap_name(e) is not None for e in jaxprs.equations(body)
         ):
             return body
     return None
