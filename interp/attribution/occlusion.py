@@ -6,17 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp._checks import check_positive_int
+from interp._checks import OUTPUTS, Target, check_choice, check_positive_int, normalize_target, select_scores
 from interp.attribution._chunks import even_chunks, fold, repeat_per_example, scan_sum, unfold
-from interp.attribution._core import (
-    OUTPUTS,
-    ScoreFn,
-    Target,
-    check_batch,
-    check_choice,
-    normalize_target,
-    select_scores,
-)
+from interp.attribution._core import ScoreFn, check_batch
 
 
 def occlusion(

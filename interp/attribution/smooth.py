@@ -9,9 +9,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from interp._checks import check_positive_int
+from interp._checks import check_choice, check_positive_int
 from interp.attribution._chunks import fold, repeat_per_example, unfold, weighted_sum
-from interp.attribution._core import check_batch, check_choice
+from interp.attribution._core import check_batch
 from interp.ops import for_speed
 
 SMOOTH_KINDS = ("mean", "square", "var")

@@ -10,6 +10,7 @@
 
 from interp.dissect.concepts import BrodenConcepts, ConceptBatch, ConceptSet, SynthPartsConcepts
 from interp.dissect.dissect import QUANTILE, activation_masks, dissect
+from interp.dissect.parts import PartInterpretability, part_interpretability
 from interp.dissect.quantile import thresholds_from_top, top_values_init, top_values_update, values_needed
 from interp.dissect.report import write_report
 from interp.dissect.result import DETECTOR_IOU, LayerDissection, csv_columns, iou, summary, write_csv
@@ -32,6 +33,8 @@ __all__ = [
     "QUANTILE",
     "dissect",
     "activation_masks",
+    "PartInterpretability",
+    "part_interpretability",
     "thresholds_from_top",
     "top_values_init",
     "top_values_update",

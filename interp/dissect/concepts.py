@@ -27,8 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp.data import Broden, SynthParts
-from interp.data._reader import resize_image, resize_nearest
+from interp.data import Broden, SynthParts, resize_image, resize_nearest
 from interp.data.synthparts import CONCEPT_CATEGORIES
 
 

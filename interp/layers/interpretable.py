@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from interp.nets import tap
+from interp.ops import map_peaks
 
 VARIANTS = ("paper", "official")
 PAPER_BETA = 4.0
@@ -51,8 +52,7 @@ def peak_positions(maps: jax.Array, method: str = "argmax") -> jax.Array:
     """
     b, h, w, c = maps.shape
     if method == "argmax":
-        flat = jnp.argmax(maps.reshape(b, h * w, c), axis=1)
-        return jnp.stack([flat // w, flat % w], axis=-1).astype(jnp.int32)
+        return map_peaks(maps)[0]
     if method != "centre_of_mass":
         raise ValueError(f"method: expected 'argmax' or 'centre_of_mass', got {method!r}")
     weights = jnp.maximum(maps, 0.0)

@@ -9,12 +9,9 @@ from interp.metrics.faithfulness import Curves, auc, blur, deletion, insertion
 from interp.metrics.localization import energy_pointing_game, mass_in_mask, pixel_map, pointing_game
 from interp.metrics.location import (
     LocationInstability,
-    PartInterpretability,
     Peaks,
     filter_peaks,
     location_instability,
-    part_interpretability,
-    peak_positions,
     peaks_in_image,
 )
 from interp.metrics.sanity import Randomization, model_randomization, pearson, randomize_layers, spearman
@@ -30,12 +27,9 @@ __all__ = [
     "pixel_map",
     "pointing_game",
     "LocationInstability",
-    "PartInterpretability",
     "Peaks",
     "filter_peaks",
     "location_instability",
-    "part_interpretability",
-    "peak_positions",
     "peaks_in_image",
     "Randomization",
     "model_randomization",

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from interp.data import Reader
-from interp.data._reader import resize_nearest
+from interp.data import Reader, resize_nearest
 from interp.data.broden import Broden, decode_label_png
 from tests.data.fixtures import BRODEN_CATEGORIES, encode_label_png, write_broden
 
