@@ -143,7 +143,7 @@ def train_network(task: Task, interpretable: bool, workdir: pathlib.Path, config
     if interpretable:
         loss = loss + layers.icnn_loss(config.weight, task.mode)
     steps = config.steps if task.mode == "multi" else config.single_steps
-    state = trainlib.train(
+    state = trainlib.fit(
         module, optax.adam(config.learning_rate), task.train, loss=loss, num_steps=steps,
         batch_size=config.batch_size, workdir=workdir, seed=config.seed, shuffle=task.shuffle,
         checkpoint_every=max(steps // 4, 1), log_every=max(steps // 10, 1), progress=False)

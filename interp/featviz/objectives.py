@@ -19,8 +19,8 @@ Writing a new one takes a few lines:
             return (a * jnp.linspace(-1, 1, a.shape[2])).mean((1, 2))
         return Objective(score, (layer,), f"right({layer})")
 
-Regularizers (`l1`, `l2`, `total_variation`, `blur`) return a positive
-penalty, so they are subtracted: `obj - 0.05 * l1()`. Channels, positions
+Regularizers (`l1`, `l2`, `total_variation`, `blur_penalty`) return a
+positive penalty, so they are subtracted: `obj - 0.05 * l1()`. Channels, positions
 and vectors may be traced values, so `jax.vmap(lambda c: channel("relu3", c))`
 builds one objective per channel inside a single compiled render.
 """
@@ -315,17 +315,17 @@ def _flat(a: jax.Array) -> jax.Array:
 
 
 def l1(layer: str = INPUT, center: float = 0.0) -> Objective:
-    """Penalty `Σ|x − center|` per example."""
+    """Penalty `Σ|x − center|` per example, to subtract."""
     return Objective(lambda acts: jnp.abs(_flat(acts[layer]) - center).sum(-1), (layer,), f"l1({layer})")
 
 
 def l2(layer: str = INPUT, center: float = 0.0) -> Objective:
-    """Penalty `‖x − center‖²` per example (weight it: `α * l2()` is the α‖X‖² prior)."""
+    """Penalty `‖x − center‖²` per example, to subtract (weight it: `α * l2()` is the α‖X‖² prior)."""
     return Objective(lambda acts: jnp.square(_flat(acts[layer]) - center).sum(-1), (layer,), f"l2({layer})")
 
 
 def total_variation(layer: str = INPUT, beta: float = 1.0) -> Objective:
-    """Penalty `Σ |x[i+1,j] − x[i,j]|^β + |x[i,j+1] − x[i,j]|^β` per example (anisotropic TV)."""
+    """Penalty `Σ |x[i+1,j] − x[i,j]|^β + |x[i,j+1] − x[i,j]|^β` per example (anisotropic TV), to subtract."""
     def score(acts):
         x = acts[layer]
         rows = jnp.abs(x[:, 1:] - x[:, :-1]) ** beta
@@ -335,8 +335,8 @@ def total_variation(layer: str = INPUT, beta: float = 1.0) -> Objective:
     return Objective(score, (layer,), f"tv({layer})")
 
 
-def blur(layer: str = INPUT) -> Objective:
-    """Penalty `½‖x − stop_gradient(blur3x3(x))‖²`: each step pulls the image toward its blur.
+def blur_penalty(layer: str = INPUT) -> Objective:
+    """Penalty `½‖x − stop_gradient(blur3x3(x))‖²` per example, to subtract: each step pulls the image toward its blur.
 
     This is Lucid's `blur_input_each_step` written as a penalty: its gradient
     is `x − blur(x)`, a high-pass of the image, so it damps high frequencies.
@@ -348,4 +348,4 @@ def blur(layer: str = INPUT) -> Objective:
         blurred = sum(padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9
         return 0.5 * _flat(jnp.square(x - jax.lax.stop_gradient(blurred))).sum(-1)
 
-    return Objective(score, (layer,), f"blur({layer})")
+    return Objective(score, (layer,), f"blur_penalty({layer})")

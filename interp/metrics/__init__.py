@@ -1,11 +1,11 @@
 """Evaluation of attributions and interpretable models.
 
-Faithfulness: `deletion`, `insertion` (curves and AUC, RISE), `auc`, `blur`.
+Faithfulness: `deletion`, `insertion` (curves and AUC, RISE), `auc`, `gaussian_blur`.
 Localization: `pointing_game`, `mass_in_mask` (= `energy_pointing_game`), `pixel_map`.
 Sanity: `model_randomization` (Adebayo et al.), `randomize_layers`, `spearman`, `pearson`.
 """
 
-from interp.metrics.faithfulness import Curves, auc, blur, deletion, insertion
+from interp.metrics.faithfulness import Curves, auc, deletion, gaussian_blur, insertion
 from interp.metrics.localization import energy_pointing_game, mass_in_mask, pixel_map, pointing_game
 from interp.metrics.location import (
     LocationInstability,
@@ -19,8 +19,8 @@ from interp.metrics.sanity import Randomization, model_randomization, pearson, r
 __all__ = [
     "Curves",
     "auc",
-    "blur",
     "deletion",
+    "gaussian_blur",
     "insertion",
     "energy_pointing_game",
     "mass_in_mask",

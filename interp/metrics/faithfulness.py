@@ -54,7 +54,7 @@ def auc(scores: jax.Array, fractions: jax.Array | None = None) -> jax.Array:
     return (mid * jnp.broadcast_to(dx, mid.shape)).sum(-1)
 
 
-def blur(x: jax.Array, sigma: float = 5.0) -> jax.Array:
+def gaussian_blur(x: jax.Array, sigma: float = 5.0) -> jax.Array:
     """Gaussian blur of images [b, h, w, c], per channel, edges replicated.
 
     RISE's insertion baseline (its kernel: 11 px, sigma 5). The kernel has
@@ -79,7 +79,7 @@ def _baseline_image(baseline: Baseline, x: jax.Array, sigma: float) -> jax.Array
         if baseline == "zeros":
             return jnp.zeros_like(x)
         if baseline == "blur":
-            return blur(x, sigma)
+            return gaussian_blur(x, sigma)
         raise ValueError(
             f"baseline: expected 'zeros', 'blur', a number, an array or a function; got {baseline!r}"
         )

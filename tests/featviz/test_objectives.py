@@ -100,9 +100,9 @@ def test_alignment_matches_the_hand_formula():
     np.testing.assert_allclose(fv.alignment("a")({"a": jnp.asarray(a)}), expected, rtol=1e-5)
 
 
-def test_blur_gradient_is_the_high_pass_of_the_image():
+def test_blur_penalty_gradient_is_the_high_pass_of_the_image():
     x = jax.random.uniform(jax.random.key(3), (1, 6, 6, 3))
-    grad = jax.grad(lambda x: fv.blur()({fv.INPUT: x}).sum())(x)
+    grad = jax.grad(lambda x: fv.blur_penalty()({fv.INPUT: x}).sum())(x)
     padded = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     blurred = sum(padded[:, i : i + 6, j : j + 6] for i in range(3) for j in range(3)) / 9
     np.testing.assert_allclose(grad, np.asarray(x) - blurred, rtol=1e-5, atol=1e-6)

@@ -54,7 +54,7 @@ COLOURS = Colours()
 
 
 def run(workdir, num_steps, mesh=None, data=COLOURS, **kw):
-    return trainlib.train(
+    return trainlib.fit(
         TinyNet(),
         optax.adam(1e-2),
         data,
@@ -119,8 +119,8 @@ def test_mesh_of_eight_equals_one_device(tmp_path):
 
 def test_batch_must_split_over_devices(tmp_path):
     with pytest.raises(ValueError, match="batch_size: expected a multiple of the 8 devices"):
-        trainlib.train(TinyNet(), optax.adam(1e-2), COLOURS, num_steps=1, batch_size=12, workdir=tmp_path,
-                       progress=False)
+        trainlib.fit(TinyNet(), optax.adam(1e-2), COLOURS, num_steps=1, batch_size=12, workdir=tmp_path,
+                     progress=False)
 
 
 def test_nan_loss_stops_the_run_without_checkpointing_it(tmp_path):
@@ -159,8 +159,8 @@ def test_checkpoint_of_a_different_model_is_an_error(tmp_path):
             return nn.Dense(3)(nn.Conv(16, (3, 3))(x).mean(axis=(1, 2)))
 
     with pytest.raises(trainlib.CheckpointError, match="could not be restored"):
-        trainlib.train(Wider(), optax.adam(1e-2), COLOURS, num_steps=6, batch_size=BATCH, workdir=tmp_path,
-                       progress=False)
+        trainlib.fit(Wider(), optax.adam(1e-2), COLOURS, num_steps=6, batch_size=BATCH, workdir=tmp_path,
+                     progress=False)
 
 
 def test_evaluator_counts_every_example(tmp_path):
