@@ -38,7 +38,7 @@ import numpy as np
 import optax
 
 from experiments import train as train_experiment
-from interp import dissect, layers, metrics, nets, viz
+from interp import dissect, layers, metrics, nets, ops, viz
 from interp import train as trainlib
 from interp.data import CUB200, BatchSource, SynthParts, VOCPart, sized
 from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
@@ -160,7 +160,7 @@ def evaluate(model: nets.Model, task: Task, config: IcnnConfig) -> dict[str, Any
         images = jnp.asarray(batch["image"])
         logits, maps = step(images)
         field = field or receptive_fields(model, images[:1])["icnn"]
-        positions, scores = metrics.peak_positions(maps)
+        positions, scores = ops.map_peaks(maps)
         for key, value in (("logits", logits), ("positions", metrics.peaks_in_image(positions, field)),
                            ("scores", scores), ("label", batch["label"]), ("category", batch["category"]),
                            ("landmarks", batch["landmarks"]), ("visible", batch["landmark_visible"])):
@@ -208,7 +208,7 @@ def part_iou(model: nets.Model, config: IcnnConfig) -> float:
     """Mean over the 'icnn' filters of their best part IoU on held-out SynthParts (Network Dissection)."""
     held_out = SynthParts(seed=config.seed + 1, image_size=config.image_size)
     data = dissect.SynthPartsConcepts(held_out, num_examples=config.eval_images)
-    return float(metrics.part_interpretability(model, "icnn", data, batch_size=64).value)
+    return float(dissect.part_interpretability(model, "icnn", data, batch_size=64).value)
 
 
 def feature_map_figure(models: dict[str, nets.Model], task: Task, filters_per_model: int = 3, images: int = 8):

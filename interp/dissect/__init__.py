@@ -1,5 +1,8 @@
 """Network Dissection: concept IoU for every unit of a layer (Bau et al., CVPR 2017).
 
+`part_interpretability` restricts it to part concepts: the score Interpretable
+CNNs (Zhang et al., CVPR 2018) give their filters.
+
     from interp import dissect
     data = dissect.SynthPartsConcepts(SynthParts(image_size=64), num_examples=512)
     result = dissect.dissect(model, data, ["relu3", "relu4"])
@@ -11,7 +14,6 @@
 from interp.dissect.concepts import BrodenConcepts, ConceptBatch, ConceptSet, SynthPartsConcepts
 from interp.dissect.dissect import QUANTILE, activation_masks, dissect
 from interp.dissect.parts import PartInterpretability, part_interpretability
-from interp.dissect.quantile import thresholds_from_top, top_values_init, top_values_update, values_needed
 from interp.dissect.report import write_report
 from interp.dissect.result import DETECTOR_IOU, LayerDissection, csv_columns, iou, summary, write_csv
 from interp.dissect.tally import CONVENTIONS, Counts, tally_batch
@@ -19,8 +21,6 @@ from interp.dissect.upsample import (
     UPSAMPLING,
     Bands,
     bands,
-    interpolation_matrix,
-    unit_positions,
     upsample,
     upsampling_matrices,
 )
@@ -35,10 +35,6 @@ __all__ = [
     "activation_masks",
     "PartInterpretability",
     "part_interpretability",
-    "thresholds_from_top",
-    "top_values_init",
-    "top_values_update",
-    "values_needed",
     "write_report",
     "DETECTOR_IOU",
     "LayerDissection",
@@ -52,8 +48,6 @@ __all__ = [
     "UPSAMPLING",
     "Bands",
     "bands",
-    "interpolation_matrix",
-    "unit_positions",
     "upsample",
     "upsampling_matrices",
 ]

@@ -3,6 +3,8 @@
 Faithfulness: `deletion`, `insertion` (curves and AUC, RISE), `auc`, `gaussian_blur`.
 Localization: `pointing_game`, `mass_in_mask` (= `energy_pointing_game`), `pixel_map`.
 Sanity: `model_randomization` (Adebayo et al.), `randomize_layers`, `spearman`, `pearson`.
+Location instability of filters (Zhang et al.): `filter_peaks`, `peaks_in_image`, `location_instability`;
+their part interpretability is a Network Dissection, `interp.dissect.part_interpretability`.
 """
 
 from interp.metrics.faithfulness import Curves, auc, deletion, gaussian_blur, insertion

@@ -5,7 +5,7 @@ every image. It follows the official evaluation (`computeStability.m` and
 `getDistSqrtVar.m` of zqs1022/interpretableCNN):
 
   1. each filter's peak on each image: the argmax of its feature map, mapped to
-     image pixels at the centre of the unit's receptive field; its score is the
+     image pixels at the center of the unit's receptive field; its score is the
      peak value (`interp.ops.map_peaks`, `peaks_in_image`, or `filter_peaks`
      for both on a model);
   2. for each filter and landmark: the images where the landmark is visible,
@@ -47,7 +47,7 @@ class Peaks(NamedTuple):
 
     Attributes:
       positions: float32 [N, C, 2] (row, col) in image pixels, pixel (r, c)
-        centred at (r, c) (as SynthParts landmarks).
+        centered at (r, c) (as SynthParts landmarks).
       scores: float32 [N, C] the peak values.
     """
 
@@ -74,7 +74,7 @@ class LocationInstability(NamedTuple):
 
 
 def peaks_in_image(positions: jax.Array, field: ReceptiveField) -> jax.Array:
-    """Unit indices to image pixels: the centre of each unit's receptive field.
+    """Unit indices to image pixels: the center of each unit's receptive field.
 
     Args:
       positions: int [..., 2] (i, j) unit indices, e.g. from `interp.ops.map_peaks`.
@@ -82,7 +82,7 @@ def peaks_in_image(positions: jax.Array, field: ReceptiveField) -> jax.Array:
 
     Returns:
       float32 [..., 2] (row, col) `start + index * stride + (size - 1) / 2`
-      per axis, pixel (r, c) centred at (r, c).
+      per axis, pixel (r, c) centered at (r, c).
     """
     if np.ndim(positions) < 1 or np.shape(positions)[-1] != 2:
         raise ValueError(f"positions: expected unit indices [..., 2], got shape {list(np.shape(positions))}")

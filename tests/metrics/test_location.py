@@ -90,7 +90,7 @@ def test_a_landmark_seen_on_fewer_than_two_images_leaves_no_value_and_nan_filter
     assert result.value == result.per_filter[0] == pytest.approx(math.sqrt(20 / 3) / 5, rel=1e-12)
 
 
-def test_peak_positions_map_to_the_centre_of_the_receptive_field():
+def test_peak_positions_map_to_the_center_of_the_receptive_field():
     maps = np.zeros((2, 3, 4, 2), np.float32)
     maps[0, 2, 1, 0] = 5.0
     maps[0, 1, 3, 1] = 1.0
@@ -101,14 +101,14 @@ def test_peak_positions_map_to_the_centre_of_the_receptive_field():
     np.testing.assert_array_equal(positions, [[[2, 1], [1, 3]], [[0, 3], [0, 0]]])
     np.testing.assert_array_equal(scores, [[5.0, -1.0], [7.0, 1.0]])
     assert positions.dtype == jnp.int32
-    # Unit (i, j) sees rows -1 + 2i .. 2i + 2 and columns -2 + 3j .. 3j + 3: centre (2i + 0.5, 3j + 0.5).
+    # Unit (i, j) sees rows -1 + 2i .. 2i + 2 and columns -2 + 3j .. 3j + 3: center (2i + 0.5, 3j + 0.5).
     field = ReceptiveField(size=(4, 6), stride=(2, 3), start=(-1, -2))
     np.testing.assert_array_equal(metrics.peaks_in_image(positions, field),
                                   [[[4.5, 3.5], [2.5, 9.5]], [[0.5, 9.5], [0.5, 0.5]]])
 
 
 def pooled_max(x):
-    """3 x 3 max pool, stride 2, one pixel of padding: unit (i, j) sees rows 2i - 1 .. 2i + 1, centre (2i, 2j)."""
+    """3 x 3 max pool, stride 2, one pixel of padding: unit (i, j) sees rows 2i - 1 .. 2i + 1, center (2i, 2j)."""
     pool = lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
     return nets.tap(pool, "pool").mean((1, 2))
 
@@ -116,7 +116,7 @@ def pooled_max(x):
 def test_filter_peaks_agrees_with_the_manual_path_and_finds_planted_pixels():
     model = nets.from_function(pooled_max)
     images = 0.1 * jax.random.uniform(jax.random.key(0), (8, 16, 16, 3))
-    # A bright pixel at an even (row, col) in each channel: one unit covers it, centred on it.
+    # A bright pixel at an even (row, col) in each channel: one unit covers it, centered on it.
     pixels = np.array([[[2 * ((i + c) % 8), 2 * ((3 * i + c) % 8)] for c in range(3)] for i in range(8)])
     images = images.at[np.arange(8)[:, None], pixels[..., 0], pixels[..., 1], np.arange(3)[None, :]].set(1.0)
     field = receptive_fields(model, images)["pool"]
