@@ -76,6 +76,11 @@ def test_module_imports_only_what_its_part_may_use(module, path):
         assert not private, f"{module} imports {name}, a private name of interp.{used}"
 
 
+def test_the_shared_checks_import_no_part_of_the_library():
+    # `ops` and `data` import `interp._checks`, so it must sit below every part.
+    assert not [name for name in _imports(ROOT / "_checks.py") if name.startswith("interp")]
+
+
 def test_every_subpackage_imports_and_is_described_at_the_top():
     subpackages = [m.name for m in pkgutil.iter_modules(interp.__path__) if not m.name.startswith("_")]
     assert set(subpackages) >= {"nets", "ops", "sharding", "data", "train", "attribution", "featviz", "dissect",
