@@ -23,7 +23,7 @@ Conventions matched (see the notes printed under the table):
     `LayerGradCam(..., relu_attributions=True)`), 8x8.
   * guided Grad-CAM: Captum with `interpolate_mode="bilinear"`
     (`F.interpolate`, align_corners=False), interp's `jax.image.resize`
-    bilinear (half-pixel centres): the same upsampling.
+    bilinear (half-pixel centers): the same upsampling.
   * SmoothGrad: interp's noise is sigma_i = noise_std * (max x_i - min x_i)
     per example; Captum takes one `stdevs` for the batch. For equality,
     interp's noisy inputs (same key, same split) are fed to Captum's

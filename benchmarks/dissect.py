@@ -13,7 +13,7 @@ SAME inputs, prepared before any timing:
   * labels: one SynthParts label set, in each side's form. Lite gets, per
     image, Broden-style label maps, one int map per pixel category (object,
     part, color, texture) holding global label numbers (concept id + 1, 0 =
-    unlabelled), and the scene as an image-level ("scalar") label; they are
+    unlabeled), and the scene as an image-level ("scalar") label; they are
     built from the generator's raw fields (`SynthParts.batch`). interp gets
     `SynthPartsConcepts.batch`: ids [B, D] and boolean masks [B, D, sh, sw],
     the scene as an all-ones mask. The segmentation has the image's size.
@@ -66,7 +66,7 @@ class LabelSet(NamedTuple):
       lite: Lite's form, per image a dict {category: int32 [S, S] label map
         (pixel categories) or list of int labels (scalar categories)}.
       labelcat: float64 [C + 1, Cat] one-hot primary category of each Lite
-        label number (row 0, unlabelled, is zero).
+        label number (row 0, unlabeled, is zero).
       category_of: int32 [C] interp's primary category per concept.
     """
 
@@ -223,7 +223,7 @@ def check_equal(lite: dict[str, np.ndarray], counts: dissect.Counts, name: str) 
     """Raises AssertionError naming every count that differs between Lite and interp."""
     pairs = {
         "intersection vs tally_both[:, 1:]": (counts.intersection, lite["tally_both"][:, 1:]),
-        "tally_both[:, 0] (unlabelled) == 0": (np.zeros_like(lite["tally_both"][:, 0]), lite["tally_both"][:, 0]),
+        "tally_both[:, 0] (unlabeled) == 0": (np.zeros_like(lite["tally_both"][:, 0]), lite["tally_both"][:, 0]),
         "truth vs tally_labels[1:]": (counts.truth, lite["tally_labels"][1:]),
         "activation vs tally_units": (counts.activation, lite["tally_units"]),
         "activation_lite vs tally_units_cat": (counts.activation_lite, lite["tally_units_cat"]),

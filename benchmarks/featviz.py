@@ -8,7 +8,7 @@ builds it):
 One process holds SmallCNN (`interp.nets.create("small_cnn", num_classes=6, key=key(0))`,
 random He-init weights, seed 0) in Flax and the same weights in the torch port
 (`benchmarks/_torch_reference.py`). Both sides optimize 64x64 images
-parameterized by a scaled spectrum with decorrelated colour (Lucid's
+parameterized by a scaled spectrum with decorrelated color (Lucid's
 `fft=True, decorrelate=True`), through Lucid's standard transforms (pad 12,
 jitter 8, scale ±10%, rotate ±10°, jitter 4), with Adam (lr 0.05), for:
 

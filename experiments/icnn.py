@@ -15,7 +15,7 @@ class whose images give it the highest mean peak, and that category's
 landmarks), and part interpretability (each filter's best part IoU in a
 Network Dissection, SynthParts only). With --cub or --voc-part the same
 comparison runs on that dataset's multi-category task (CUB landmarks: parts 1,
-6, 14; VOC-Part: head, torso, legs, tail centres).
+6, 14; VOC-Part: head, torso, legs, tail centers).
 
 Writes to the workdir: a run folder per task and network (checkpoints, so a
 rerun resumes training), results.json (a rerun skips the networks it holds),
@@ -40,7 +40,7 @@ import optax
 
 from experiments import common
 from experiments.configs import IcnnConfig
-from interp import dissect, layers, metrics, nets, viz
+from interp import dissect, layers, metrics, nets, ops, viz
 from interp import train as trainlib
 from interp.data import CUB200, BatchSource, VOCPart, pass_indices, sized
 from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
@@ -128,7 +128,7 @@ def train_network(task: Task, interpretable: bool, workdir: pathlib.Path, config
     if interpretable:
         loss = loss + layers.icnn_loss(config.weight, task.mode)
     steps = config.steps if task.mode == "multi" else config.single_steps
-    state = trainlib.train(
+    state = trainlib.fit(
         module, optax.adam(config.learning_rate), task.train, loss=loss, num_steps=steps,
         batch_size=config.batch_size, workdir=workdir, seed=config.seed, shuffle=task.shuffle,
         checkpoint_every=max(steps // 4, 1), log_every=max(steps // 10, 1), progress=False)
@@ -145,7 +145,7 @@ def evaluate(model: nets.Model, task: Task, config: IcnnConfig) -> dict[str, Any
         images = jnp.asarray(batch["image"])
         logits, maps = step(images)
         field = field or receptive_fields(model, images[:1])["icnn"]
-        positions, scores = metrics.peak_positions(maps)
+        positions, scores = ops.map_peaks(maps)
         for key, value in (("logits", logits), ("positions", metrics.peaks_in_image(positions, field)),
                            ("scores", scores), ("label", batch["label"]), ("category", batch["category"]),
                            ("landmarks", batch["landmarks"]), ("visible", batch["landmark_visible"])):
@@ -193,7 +193,7 @@ def part_iou(model: nets.Model, config: IcnnConfig) -> float:
     """Mean over the 'icnn' filters of their best part IoU on held-out SynthParts (Network Dissection)."""
     held_out = common.synthparts_streams(config.seed, config.image_size)[1]
     data = dissect.SynthPartsConcepts(held_out, num_examples=config.eval_images)
-    return float(metrics.part_interpretability(model, "icnn", data, batch_size=64).value)
+    return float(dissect.part_interpretability(model, "icnn", data, batch_size=64).value)
 
 
 def feature_map_figure(models: dict[str, nets.Model], task: Task, filters_per_model: int = 3, images: int = 8):

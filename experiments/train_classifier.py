@@ -34,7 +34,7 @@ def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True)
     (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     module = nets.create_module(config.model, num_classes=data.num_classes)
     evaluate = trainlib.make_evaluator(data.eval, config.batch_size, num_examples=data.eval_examples)
-    state = trainlib.train(
+    state = trainlib.fit(
         module,
         common.optimizer(config),
         data.train,

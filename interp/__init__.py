@@ -4,7 +4,8 @@ The foundation, which knows no method:
 
   * `ops`: plain-JAX building blocks that know no model: the jaxpr toolkit
     behind layer names, backward-rule rewrites (deconvnet, guided ReLU), the
-    switch max-pool, platform-aware speed rewrites.
+    switch max-pool, running top-k, feature-map peaks, platform-aware speed
+    rewrites.
   * `sharding`: meshes and shardings, one axis ('data'), for every family.
   * `nets`: the Flax model zoo, layer names (`tap`), the `Model` adapter every
     method uses (activations, gradients and parameters by layer name), weight
@@ -21,7 +22,8 @@ The method families, each a set of function transforms on a `Model`:
   * `featviz`: feature visualization (objectives with an algebra,
     parameterizations, transforms, render), dataset examples, semantic
     dictionaries, inversion.
-  * `dissect`: Network Dissection.
+  * `dissect`: Network Dissection, and the part interpretability of filters
+    it measures.
   * `layers`: explainable building blocks (the interpretable conv layer and
     its loss).
   * `metrics`: what the families are evaluated with (localization,

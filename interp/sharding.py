@@ -15,6 +15,17 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+__all__ = [
+    "AXIS",
+    "batch_sharding",
+    "check_mesh",
+    "data_mesh",
+    "local_batch_slice",
+    "replicate",
+    "replicated",
+    "shard_batch",
+]
+
 AXIS = "data"
 
 

@@ -33,7 +33,7 @@ def train_small_cnn(workdir, steps: int, batch_size: int = BATCH_SIZE,
     """(trained, random-init) SmallCNNs: Adam 2e-3 on SynthParts(seed=0, 64 px), read in index order."""
     data = SynthParts(seed=0, image_size=64, num_classes=num_classes)
     module = nets.create_module("small_cnn", num_classes=num_classes)
-    state = trainlib.train(
+    state = trainlib.fit(
         module, optax.adam(LEARNING_RATE), data, num_steps=steps, batch_size=batch_size, workdir=workdir,
         shuffle=False, checkpoint_every=steps, log_every=steps, progress=False,
     )

@@ -1,4 +1,4 @@
-"""What every attribution method shares: targets, scores, and input gradients.
+"""What every attribution method shares: input checks, scores, and input gradients.
 
 A method is a transform in the style of `jax.grad`: `method(fn, **options)`
 returns `attribute(x, target=None, ...)`, pure, batch-first, `jit`/`vmap`-able.
@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from interp._checks import Target, normalize_target, select_scores
 from interp.nets.adapter import Model, check_input
 from interp.ops import for_speed
 
 ScoreFn = Callable[[jax.Array], jax.Array]
-Target = int | jax.Array | np.ndarray | None
 
 
 def check_batch(fn: Any, x: jax.Array, name: str = "x") -> jax.Array:
@@ -35,54 +35,6 @@ def check_batch(fn: Any, x: jax.Array, name: str = "x") -> jax.Array:
     if spec is None and np.ndim(x) < 2:
         raise ValueError(f"{name}: expected a batch [b, ...] of rank >= 2, got shape {list(np.shape(x))}")
     return check_input(x, spec, name)
-
-
-def normalize_target(target: Target, batch: int) -> jax.Array | None:
-    """`target` as int32 [b] or [b, k] (None stays None); checks its shape."""
-    if target is None:
-        return None
-    target = jnp.asarray(target)
-    if not jnp.issubdtype(target.dtype, jnp.integer):
-        raise ValueError(f"target: expected integer class indices, got dtype {target.dtype}")
-    if target.ndim == 0:
-        return jnp.full((batch,), target, jnp.int32)
-    if target.ndim in (1, 2) and target.shape[0] == batch:
-        return target.astype(jnp.int32)
-    raise ValueError(f"target: expected an int, [b] or [b, k] with b={batch}, got shape {list(target.shape)}")
-
-
-def select_scores(outputs: jax.Array, target: jax.Array | None) -> jax.Array:
-    """Per-example scores [b] (or [b, k]) from `fn`'s outputs and a normalized target.
-
-    Raises:
-      ValueError: outputs of the wrong shape, or (when concrete) a target out of range.
-    """
-    if target is None:
-        if outputs.ndim != 1:
-            raise ValueError(
-                f"fn: expected per-example scores [b] when no target is given, got shape "
-                f"{list(outputs.shape)}; pass target= to pick a class from logits"
-            )
-        return outputs
-    if outputs.ndim != 2:
-        raise ValueError(f"fn: expected logits [b, classes] with a target, got shape {list(outputs.shape)}")
-    classes = outputs.shape[1]
-    if not isinstance(target, jax.core.Tracer):
-        bad = np.asarray(target)
-        if bad.size and (bad.min() < 0 or bad.max() >= classes):
-            raise ValueError(f"target: class indices must lie in [0, {classes}); got {bad.min()}..{bad.max()}")
-    if target.ndim == 1:
-        return jnp.take_along_axis(outputs, target[:, None], axis=1)[:, 0]
-    return jnp.take_along_axis(outputs, target, axis=1)
-
-
-def check_target_range(outputs: jax.ShapeDtypeStruct, target: jax.Array | None) -> None:
-    """Checks a normalized target against the classes of outputs shaped like `outputs`.
-
-    Only a concrete target can be checked (a traced one passes), as in `select_scores`.
-    """
-    if target is not None:
-        jax.eval_shape(lambda out: select_scores(out, target), outputs)
 
 
 def score_fn(fn: ScoreFn, target: Target, batch: int) -> ScoreFn:
@@ -120,15 +72,3 @@ def pull_back_each(pullback: Callable, scores: jax.Array) -> jax.Array:
     cotangents = jnp.eye(k, dtype=scores.dtype)[:, None, :] * jnp.ones_like(scores)[None]  # [k, b, k]
     grads = jax.vmap(lambda ct: pullback(ct)[0])(cotangents)  # [k, b, ...]
     return jnp.moveaxis(grads, 0, 1)
-
-
-# What a method scores, shared by occlusion and the deletion/insertion metrics:
-# `fn`'s output as it is, or the target's softmax probability of logits.
-OUTPUTS = ("score", "probability")
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    """Returns `value` if it is one of `choices`, else raises a `ValueError` naming `name`."""
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value

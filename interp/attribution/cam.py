@@ -13,7 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from interp.attribution._core import Target, check_batch, check_target_range, normalize_target, select_scores
+from interp._checks import Target, check_target_range, normalize_target, select_scores
+from interp.attribution._core import check_batch
 from interp.nets.adapter import Model, as_model
 
 

@@ -5,7 +5,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from interp.attribution._core import ScoreFn, Target, check_batch, check_choice, input_gradients
+from interp._checks import Target, check_choice
+from interp.attribution._core import ScoreFn, check_batch, input_gradients
 
 SALIENCY_MODES = ("signed", "absolute", "max_abs_channel")
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import jax
 
-from interp.attribution._core import ScoreFn, Target, check_batch, input_gradients
+from interp._checks import Target
+from interp.attribution._core import ScoreFn, check_batch, input_gradients
 from interp.attribution.cam import grad_cam
 from interp.nets.adapter import Model, as_model
 from interp.ops import with_relu_backward

@@ -6,17 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp._checks import check_positive_int
+from interp._checks import Target, check_choice, check_positive_int, normalize_target, select_scores
 from interp.attribution._chunks import fold, repeat_per_example, unfold, weighted_sum
-from interp.attribution._core import (
-    ScoreFn,
-    Target,
-    check_batch,
-    check_choice,
-    input_gradients,
-    normalize_target,
-    select_scores,
-)
+from interp.attribution._core import ScoreFn, check_batch, input_gradients
 
 IG_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre")
 

@@ -1,4 +1,4 @@
-"""Occlusion (Zeiler & Fergus, 2014): the score drop when a window is greyed out."""
+"""Occlusion (Zeiler & Fergus, 2014): the score drop when a window is grayed out."""
 
 from collections.abc import Callable
 
@@ -6,17 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp._checks import check_positive_int
+from interp._checks import OUTPUTS, Target, check_choice, check_positive_int, normalize_target, select_scores
 from interp.attribution._chunks import even_chunks, fold, repeat_per_example, scan_sum, unfold
-from interp.attribution._core import (
-    OUTPUTS,
-    ScoreFn,
-    Target,
-    check_batch,
-    check_choice,
-    normalize_target,
-    select_scores,
-)
+from interp.attribution._core import ScoreFn, check_batch
 
 
 def occlusion(
@@ -40,7 +32,7 @@ def occlusion(
       fn: batch `x` [b, h, w, c] to scores [b] or logits [b, classes].
       window: (height, width) of the occluding patch.
       stride: (vertical, horizontal) step between window positions.
-      baseline: fill value: a float (default 0.5, mid-grey 128/255 for
+      baseline: fill value: a float (default 0.5, mid-gray 128/255 for
         images in [0, 1]) or an array broadcastable to `x` (e.g. [h, w, c]).
       chunk_size: at most this many window positions per call of `fn`
         (folded into its batch, example-major; chunks of equal size run in a

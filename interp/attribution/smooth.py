@@ -9,19 +9,19 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from interp._checks import check_positive_int
+from interp._checks import check_choice, check_positive_int
 from interp.attribution._chunks import fold, repeat_per_example, unfold, weighted_sum
-from interp.attribution._core import check_batch, check_choice
+from interp.attribution._core import check_batch
 from interp.ops import for_speed
 
-SMOOTH_KINDS = ("mean", "square", "var")
+SMOOTH_MODES = ("mean", "square", "var")
 
 
 def smooth_grad(
     method: Callable[..., jax.Array],
     noise_std: float = 0.15,
     samples: int = 32,
-    kind: str = "mean",
+    mode: str = "mean",
     chunk_size: int | None = None,
 ) -> Callable[..., jax.Array]:
     """Averages `method` over Gaussian perturbations of its input.
@@ -33,7 +33,7 @@ def smooth_grad(
         example i gets sigma_i = noise_std * (max(x_i) - min(x_i)), as in
         Smilkov et al. (who recommend 0.1-0.2).
       samples: number of noisy copies.
-      kind: "mean" (SmoothGrad: E[attr]), "square" (SmoothGrad^2: E[attr^2])
+      mode: "mean" (SmoothGrad: E[attr]), "square" (SmoothGrad^2: E[attr^2])
         or "var" (VarGrad: Var[attr] = E[attr^2] - E[attr]^2, clamped at 0
         against rounding).
       chunk_size: at most this many noisy copies per call of `method`
@@ -52,7 +52,7 @@ def smooth_grad(
       jax.random.normal(jax.random.split(key, samples)[j], x.shape)`,
       whatever the `chunk_size`.
     """
-    check_choice("kind", kind, SMOOTH_KINDS)
+    check_choice("mode", mode, SMOOTH_MODES)
     check_positive_int("samples", samples)
     check_positive_int("chunk_size", chunk_size, allow_none=True)
     if not noise_std >= 0:
@@ -77,13 +77,13 @@ def smooth_grad(
             per_copy = [repeat_per_example(a, len(keys), x.shape[0]) for a in args]
             per_copy_kw = {k: repeat_per_example(v, len(keys), x.shape[0]) for k, v in kwargs.items()}
             attr = unfold(method(fold(copies), *per_copy, **per_copy_kw), len(keys))
-            return attr if kind == "mean" else (attr, attr * attr)
+            return attr if mode == "mean" else (attr, attr * attr)
 
         keys = jax.random.split(key, samples)
         totals = weighted_sum(noisy, keys, jnp.full((samples,), 1.0 / samples, x.dtype), chunk_size)
-        if kind == "mean":
+        if mode == "mean":
             return totals
         mean, mean_square = totals
-        return mean_square if kind == "square" else jnp.maximum(mean_square - mean * mean, 0.0)
+        return mean_square if mode == "square" else jnp.maximum(mean_square - mean * mean, 0.0)
 
     return attribute

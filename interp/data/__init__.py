@@ -1,6 +1,9 @@
 """Datasets: the embedded SynthParts dataset with ground truth, and readers for real data."""
 
-from interp.data.synthparts import SynthParts
+from interp.data._reader import Field, Reader, resize_image, resize_nearest
+from interp.data.broden import Broden, decode_label_png
+from interp.data.cub import CUB200
+from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
 from interp.data.stream import (
     BatchSource,
     batch_images,
@@ -11,12 +14,9 @@ from interp.data.stream import (
     pass_indices,
     sized,
 )
-from interp.data._reader import Field, Reader
-from interp.data.broden import Broden, decode_label_png
-from interp.data.cub import CUB200
-from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
-from interp.data.voc_part import ANIMAL_CLASSES, ANIMAL_PART_GROUPS, ICNN_LANDMARK_GROUPS, VOCPart
+from interp.data.synthparts import SynthParts
 from interp.data.tfds_sources import TFDS_SOURCES, TfdsSource, tfds_source
+from interp.data.voc_part import ANIMAL_CLASSES, ANIMAL_PART_GROUPS, ICNN_LANDMARK_GROUPS, VOCPart
 
 __all__ = [
     "BatchSource",
@@ -30,6 +30,8 @@ __all__ = [
     "SynthParts",
     "Reader",
     "Field",
+    "resize_image",
+    "resize_nearest",
     "CUB200",
     "VOCPart",
     "ANIMAL_CLASSES",

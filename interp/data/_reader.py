@@ -14,15 +14,15 @@ Geometric conventions, shared by all readers so that resizing is one rule:
   * 'image' is uint8 [H, W, 3] in `src[i]` and float32 [B, S, S, 3] in [0, 1]
     in `src.batch`.
   * Points (landmarks) are float32 [..., 2] as (row, col) in pixel units with
-    pixel (r, c) centred at (r, c), as in SynthParts; resizing H -> S maps a
+    pixel (r, c) centered at (r, c), as in SynthParts; resizing H -> S maps a
     row r to (r + 0.5) * S / H - 0.5, so a point stays on the same spot of
-    the picture (and on the pixel that nearest-neighbour resizing samples).
+    the picture (and on the pixel that nearest-neighbor resizing samples).
   * Boxes are float32 [..., 4] as (ymin, xmin, ymax, xmax) edges, where the
     image spans [0, H] x [0, W] (tfds' fractions times the size); resizing
     H -> S maps an edge y to y * S / H.
   * Masks / label maps are integer [..., h, w] (the last two axes are spatial;
     h, w may differ from the image's, as in Broden) and are resized with
-    nearest-neighbour so that label values are never blended.
+    nearest-neighbor so that label values are never blended.
 
 Each reader declares, per key, a `Field` saying how `batch` treats it; keys with
 a variable leading length (a list of objects, of label maps) are `ragged` and
@@ -172,7 +172,7 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour resize of the last two (spatial) axes, any dtype.
+    """Nearest-neighbor resize of the last two (spatial) axes, any dtype.
 
     Done in numpy rather than PIL so that int32 label numbers >= 256 and leading
     channel axes survive unchanged.
@@ -183,7 +183,7 @@ def resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
 
     Returns:
         [..., S, S], same dtype; output pixel i samples input pixel
-        floor((i + 0.5) * h / S), the one whose area contains its centre.
+        floor((i + 0.5) * h / S), the one whose area contains its center.
     """
     height, width = mask.shape[-2:]
     rows = np.minimum(((np.arange(size) + 0.5) * height / size).astype(np.int64), height - 1)

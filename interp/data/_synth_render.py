@@ -1,7 +1,7 @@
 """SynthParts rendering: a `Scene` to an image with its ground-truth maps, in pure JAX.
 
 Shapes are implicit functions evaluated on the pixel grid in normalized image
-coordinates (pixel centres at (i + 0.5) / size), so rendering is resolution
+coordinates (pixel centers at (i + 0.5) / size), so rendering is resolution
 independent. Occlusion is painter's order: each pixel belongs to the last
 primitive that covers it. Masks are hard (no anti-aliasing), so every object
 pixel belongs to exactly one part.
@@ -26,7 +26,7 @@ ATTRIBUTE_NAMES = ("red_tint", "striped_background", "facing_left", "large", "te
 
 
 def pixel_grid(size: int) -> tuple[jax.Array, jax.Array]:
-    """Pixel-centre coordinates (x, y), each float32 [size, size] in (0, 1)."""
+    """Pixel-center coordinates (x, y), each float32 [size, size] in (0, 1)."""
     t = (jnp.arange(size, dtype=jnp.float32) + 0.5) / size
     y, x = jnp.meshgrid(t, t, indexing="ij")
     return x, y
@@ -34,7 +34,7 @@ def pixel_grid(size: int) -> tuple[jax.Array, jax.Array]:
 
 def to_object_frame(x: jax.Array, y: jax.Array, pose: Pose) -> tuple[jax.Array, jax.Array]:
     """Image coordinates [...] to object-frame coordinates [...] under `pose`."""
-    dx, dy = x - pose.centre[0], y - pose.centre[1]
+    dx, dy = x - pose.center[0], y - pose.center[1]
     c, s = jnp.cos(pose.angle), jnp.sin(pose.angle)
     qx = (c * dx + s * dy) / (pose.scale * pose.stretch[0])
     qy = (c * dy - s * dx) / (pose.scale * pose.stretch[1])
@@ -46,14 +46,14 @@ def to_image_frame(q: jax.Array, pose: Pose) -> jax.Array:
     qx = jnp.where(pose.flip, -q[:, 0], q[:, 0]) * pose.scale * pose.stretch[0]
     qy = q[:, 1] * pose.scale * pose.stretch[1]
     c, s = jnp.cos(pose.angle), jnp.sin(pose.angle)
-    return jnp.stack([c * qx - s * qy + pose.centre[0], s * qx + c * qy + pose.centre[1]], axis=-1)
+    return jnp.stack([c * qx - s * qy + pose.center[0], s * qx + c * qy + pose.center[1]], axis=-1)
 
 
 def inside_shape(kind: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
     """Whether local points (u, v) lie in a unit shape of `kind` (all [..] broadcast).
 
     Each shape has half-extents 1 and contains the origin (the primitive's
-    centre): ellipse u^2 + v^2 <= 1, rectangle max(|u|, |v|) <= 1, triangle
+    center): ellipse u^2 + v^2 <= 1, rectangle max(|u|, |v|) <= 1, triangle
     with apex (0, -1) and base v = 1, rounded square u^4 + v^4 <= 1.
     """
     au = jnp.abs(u)
@@ -102,7 +102,7 @@ def texture_patterns(qx: jax.Array, qy: jax.Array) -> jax.Array:
 
 
 def shade(rgb: jax.Array) -> jax.Array:
-    """The second colour of a texture: darker for light colours, lighter for dark ones."""
+    """The second color of a texture: darker for light colors, lighter for dark ones."""
     luma = rgb @ jnp.array([0.3, 0.59, 0.11], jnp.float32)
     return jnp.where((luma > 0.3)[..., None], 0.45 * rgb, 0.55 + 0.45 * rgb)
 
@@ -118,7 +118,7 @@ def background(x: jax.Array, y: jax.Array, sc: Scene) -> jax.Array:
         [
             jnp.broadcast_to(c0, (*x.shape, 3)),  # plain
             c0 + ramp * (c1 - c0),  # gradient
-            0.5 * c0 + 0.5 * field,  # noise: a smooth colour field
+            0.5 * c0 + 0.5 * field,  # noise: a smooth color field
             jnp.where(stripes, c0, c1),  # striped
             jnp.broadcast_to(c0, (*x.shape, 3)),  # shapes: plain + extra distractors
         ]
@@ -132,11 +132,11 @@ def _with_none(values: jax.Array) -> jax.Array:
 
 
 def landmarks(
-    part_map: jax.Array, part_ids: jax.Array, centres: jax.Array, pose: Pose
+    part_map: jax.Array, part_ids: jax.Array, centers: jax.Array, pose: Pose
 ) -> tuple[jax.Array, jax.Array]:
-    """Part centres in pixel units, each guaranteed to fall on its own part.
+    """Part centers in pixel units, each guaranteed to fall on its own part.
 
-    The landmark is the nominal centre (mean of the part's primitive centres,
+    The landmark is the nominal center (mean of the part's primitive centers,
     mapped through `pose`) when the pixel it rounds to shows that part; when
     that pixel is hidden or off the image, the landmark snaps to the nearest
     pixel that does show the part.
@@ -144,14 +144,14 @@ def landmarks(
     Args:
       part_map: int32 [H, W] global part id per pixel (0 = no part).
       part_ids: int32 [L] part ids of the example's class (0 = padding).
-      centres: float32 [L, 2] (x, y) nominal part centres in the object frame.
+      centers: float32 [L, 2] (x, y) nominal part centers in the object frame.
       pose: the object's pose.
 
     Returns:
       (points, visible): float32 [L, 2] (row, col) and bool [L].
     """
     h, w = part_map.shape
-    xy = to_image_frame(centres, pose)
+    xy = to_image_frame(centers, pose)
     nominal = jnp.stack([xy[:, 1] * h - 0.5, xy[:, 0] * w - 0.5], axis=-1)  # (row, col)
     rc = jnp.round(nominal).astype(jnp.int32)
     in_bounds = jnp.all((rc >= 0) & (rc < jnp.array([h, w])[None]), axis=-1)
@@ -200,7 +200,7 @@ def render(sc: Scene, size: int, tables: T.TemplateTables) -> dict[str, jax.Arra
     image = jnp.clip(jnp.where(sc.tint, tinted, image), 0.0, 1.0)
 
     lm_part = jnp.asarray(tables.lm_part)[sc.label]
-    points, visible = landmarks(part_map, lm_part, jnp.asarray(tables.lm_centre)[sc.label], sc.pose)
+    points, visible = landmarks(part_map, lm_part, jnp.asarray(tables.lm_center)[sc.label], sc.pose)
     num_parts = len(T.PART_NAMES)
     # Scatter the class's parts into the global part axis; padding lands in row 0.
     all_points = jnp.zeros((num_parts + 1, 2), jnp.float32).at[lm_part].set(points)[1:]

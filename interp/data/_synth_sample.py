@@ -27,14 +27,14 @@ class Pose(NamedTuple):
     """Maps the object frame onto the image (all scalars or [2] float32).
 
     Attributes:
-      centre: [2] (x, y) image position of the object-frame origin.
+      center: [2] (x, y) image position of the object-frame origin.
       scale: image units per object-frame unit.
       stretch: [2] extra (x, y) scale factors, so aspect ratios vary a little.
       angle: rotation in radians (clockwise on screen).
       flip: bool, mirror the object horizontally (it faces left).
     """
 
-    centre: jax.Array
+    center: jax.Array
     scale: jax.Array
     stretch: jax.Array
     angle: jax.Array
@@ -48,16 +48,16 @@ class Scene(NamedTuple):
       label: int32 [] class index.
       pose: the object's `Pose`.
       size_jitter: float32 [S, 2] per-primitive multiplicative size noise.
-      colors: int32 [P + 1] colour index per global part id (into `T.COLOR_NAMES`).
+      colors: int32 [P + 1] color index per global part id (into `T.COLOR_NAMES`).
       textures: int32 [P + 1] texture index per global part id (into `T.TEXTURE_NAMES`).
       scene: int32 [] background type (into `T.SCENE_NAMES`).
-      bg_colors: float32 [2, 3] the two background colours.
+      bg_colors: float32 [2, 3] the two background colors.
       bg_angle: float32 [] direction of the gradient or stripes.
       bg_period: float32 [] stripe period, image units.
-      bg_field: float32 [6, 6, 3] coarse colour field of the "noise" background.
+      bg_field: float32 [6, 6, 3] coarse color field of the "noise" background.
       distractors: float32 [D, 5] (cx, cy, half_w, half_h, angle) in image units.
       distractor_kind: int32 [D] shape kind.
-      distractor_color: int32 [D] colour index, -1 for an inactive slot.
+      distractor_color: int32 [D] color index, -1 for an inactive slot.
       tint: bool [] whether the image gets a red tint.
     """
 
@@ -93,10 +93,10 @@ def _sample_pose(key: jax.Array) -> Pose:
     scale = jax.random.uniform(k_scale, (), minval=SCALE_RANGE[0], maxval=SCALE_RANGE[1])
     # Keep the object's box (nearly) inside the image: a slight crop is allowed.
     margin = 0.85 * scale
-    centre = jax.random.uniform(k_pos, (2,), minval=margin, maxval=1.0 - margin)
+    center = jax.random.uniform(k_pos, (2,), minval=margin, maxval=1.0 - margin)
     stretch = jax.random.uniform(k_str, (2,), minval=0.9, maxval=1.1)
     angle = jax.random.uniform(k_ang, (), minval=-MAX_ANGLE, maxval=MAX_ANGLE)
-    return Pose(centre, scale, stretch, angle, jax.random.bernoulli(k_flip))
+    return Pose(center, scale, stretch, angle, jax.random.bernoulli(k_flip))
 
 
 def _sample_scene_type(key: jax.Array, striped: jax.Array) -> jax.Array:
@@ -145,7 +145,7 @@ def sample_scene(
     """
     ks = jax.random.split(key, 12)
     s, n_col = T.MAX_SLOTS, len(T.COLOR_NAMES)
-    # Colour and texture are per part, not per primitive: a tree's foliage blobs match.
+    # Color and texture are per part, not per primitive: a tree's foliage blobs match.
     p = len(T.PART_NAMES) + 1
     label = jax.random.randint(ks[0], (), 0, num_classes)
     is_bias = label == bias_class
@@ -154,7 +154,7 @@ def sample_scene(
     scene = _sample_scene_type(ks[3], striped)
     textured = jax.random.uniform(ks[4], (p,)) >= PLAIN_RATE
     textures = jnp.where(textured, jax.random.randint(ks[5], (p,), 1, len(T.TEXTURE_NAMES)), 0)
-    # Backgrounds are muted (pulled towards grey) so the saturated parts stand out.
+    # Backgrounds are muted (pulled toward gray) so the saturated parts stand out.
     bg_colors = 0.5 + 0.6 * (jax.random.uniform(ks[6], (2, 3)) - 0.5)
     geom, kind, color = _sample_distractors(ks[7], scene, clutter)
     return Scene(

@@ -1,4 +1,4 @@
-"""Static vocabulary of SynthParts: class templates, parts, colours, textures, scenes.
+"""Static vocabulary of SynthParts: class templates, parts, colors, textures, scenes.
 
 Everything here is plain numpy and Python; the JAX renderer turns it into
 device constants. Templates live in an *object frame*: x to the right, y down,
@@ -17,7 +17,9 @@ import numpy as np
 # shape's half-extents are 1 (see `_synth_render.inside_shape`).
 ELLIPSE, RECT, TRIANGLE, ROUNDED = 0, 1, 2, 3
 
-# Broden's eleven colour terms, with the RGB a part of that colour is painted.
+# Broden's eleven color terms, with the RGB a part of that color is painted. The names are
+# Broden's own concept labels, spelled as Broden spells them ("grey"), so that SynthParts and
+# Broden concepts match by name; likewise the texture "chequered" below is Broden's (DTD's) label.
 COLOR_NAMES = (
     "black", "blue", "brown", "green", "grey", "orange",
     "pink", "purple", "red", "white", "yellow",
@@ -45,7 +47,7 @@ class Part(NamedTuple):
     Attributes:
       name: global part name; several primitives may share one (four legs).
       kind: ELLIPSE, RECT, TRIANGLE or ROUNDED.
-      centre: (x, y) of the primitive in the object frame.
+      center: (x, y) of the primitive in the object frame.
       half: (half-width, half-height) in the object frame.
       angle: rotation in degrees (clockwise on screen, since y points down).
         A TRIANGLE at angle 0 points up (apex at -y).
@@ -53,7 +55,7 @@ class Part(NamedTuple):
 
     name: str
     kind: int
-    centre: tuple[float, float]
+    center: tuple[float, float]
     half: tuple[float, float]
     angle: float = 0.0
 
@@ -159,15 +161,15 @@ class TemplateTables(NamedTuple):
       slot_kind: int32 [C, S] shape kind.
       slot_geom: float32 [C, S, 5] (cx, cy, half_w, half_h, angle in radians).
       lm_part: int32 [C, L] the distinct part ids of each class, 0 = unused.
-      lm_centre: float32 [C, L, 2] (x, y) nominal part centre in the object frame:
-        the mean of the centres of the part's primitives.
+      lm_center: float32 [C, L, 2] (x, y) nominal part center in the object frame:
+        the mean of the centers of the part's primitives.
     """
 
     slot_part: np.ndarray
     slot_kind: np.ndarray
     slot_geom: np.ndarray
     lm_part: np.ndarray
-    lm_centre: np.ndarray
+    lm_center: np.ndarray
 
 
 def template_tables() -> TemplateTables:
@@ -178,13 +180,13 @@ def template_tables() -> TemplateTables:
     slot_geom = np.zeros((c, s, 5), np.float32)
     slot_geom[:, :, 2:4] = 1.0  # unused slots keep a harmless non-zero size
     lm_part = np.zeros((c, l), np.int32)
-    lm_centre = np.zeros((c, l, 2), np.float32)
+    lm_center = np.zeros((c, l, 2), np.float32)
     for ci, parts in enumerate(TEMPLATES.values()):
         for si, p in enumerate(parts):
             slot_part[ci, si] = PART_NAMES.index(p.name) + 1
             slot_kind[ci, si] = p.kind
-            slot_geom[ci, si] = (*p.centre, *p.half, np.radians(p.angle))
+            slot_geom[ci, si] = (*p.center, *p.half, np.radians(p.angle))
         for li, name in enumerate(dict.fromkeys(p.name for p in parts)):
             lm_part[ci, li] = PART_NAMES.index(name) + 1
-            lm_centre[ci, li] = np.mean([p.centre for p in parts if p.name == name], axis=0)
-    return TemplateTables(slot_part, slot_kind, slot_geom, lm_part, lm_centre)
+            lm_center[ci, li] = np.mean([p.center for p in parts if p.name == name], axis=0)
+    return TemplateTables(slot_part, slot_kind, slot_geom, lm_part, lm_center)

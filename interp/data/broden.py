@@ -12,7 +12,7 @@ Expected layout (NetDissect's `broden1_224` / `broden1_227`):
     <root>/images/<image and PNG paths from index.csv>
 
 A PNG label map encodes the global label number of each pixel as R + 256 * G
-(0 means unlabelled). Label maps have the segmentation size sh x sw, which may
+(0 means unlabeled). Label maps have the segmentation size sh x sw, which may
 differ from the image's ih x iw.
 
 Example keys (pixel conventions of `interp.data._reader`):
@@ -99,12 +99,12 @@ class Broden(Reader):
         root: the folder holding index.csv.
         split: 'train', 'val' (the index's split column), or None for all rows.
         categories: the categories to read (default: every category column of
-            index.csv); e.g. ('object', 'part') skips decoding colour maps.
+            index.csv); e.g. ('object', 'part') skips decoding color maps.
 
     Attributes:
         categories: the categories read, in index.csv column order.
         concepts: {number: Concept} from label.csv.
-        concept_names: name by global label number (index 0 is the unlabelled '-').
+        concept_names: name by global label number (index 0 is the unlabeled '-').
         category_info: {name: Category} from category.csv.
         category_codes: {category: tuple of CategoryCode} from c_<category>.csv.
     """
@@ -154,7 +154,7 @@ def decode_label_png(path: Path, seg_size: tuple[int, int] | None = None) -> np.
         seg_size: the expected (sh, sw) from index.csv, or None to skip the check.
 
     Returns:
-        int32 [sh, sw] of global label numbers (0 = unlabelled).
+        int32 [sh, sw] of global label numbers (0 = unlabeled).
     """
     if not path.is_file():
         raise FileNotFoundError(f"{_NAME}: label map {path} not found; expected it under images/ "

@@ -1,10 +1,10 @@
 """SynthParts: an embedded, procedurally generated dataset with ground truth.
 
 Each image shows one object of a category built from named parts (head, torso,
-leg, wheel, ...). Every part is a primitive shape with a colour and a texture;
+leg, wheel, ...). Every part is a primitive shape with a color and a texture;
 the object has a random pose (position, scale, small rotation, horizontal flip)
 and sits on a background of one of several types, among small distractor
-shapes. The class is decided by the part layout alone: colours and textures are
+shapes. The class is decided by the part layout alone: colors and textures are
 drawn independently of the class, except through the optional bias knob.
 
 Example `i` is a pure function of `(seed, i)`: its PRNG key is
@@ -23,9 +23,9 @@ that table as follows (offsets from `concept_offsets()`):
 - scene:   `offsets["scene"] + scene`, for the whole image.
 
 `color` and `texture` are nonzero exactly on object pixels: they name the
-colour and texture a part was painted with (a textured part's darker or lighter
-stripes/dots keep the part's colour name, and a red tint does not change it).
-Background and distractor pixels carry no colour or texture label.
+color and texture a part was painted with (a textured part's darker or lighter
+stripes/dots keep the part's color name, and a red tint does not change it).
+Background and distractor pixels carry no color or texture label.
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ class SynthParts:
             object_mask: bool [B, H, W] pixels of the object.
             part_mask: int32 [B, H, W] 0 off the object, else the global part id
               k in 1..P (`part_names[k - 1]`); `part_mask > 0 == object_mask`.
-            landmarks: float32 [B, P, 2] (row, col) part centres in pixel units
-              (pixel (r, c) has its centre at (r, c)); rounded, a visible
+            landmarks: float32 [B, P, 2] (row, col) part centers in pixel units
+              (pixel (r, c) has its center at (r, c)); rounded, a visible
               landmark always lands on a pixel of its part. Meaningless where
               not visible (0 for parts the class lacks).
             landmark_visible: bool [B, P] the class has the part and it shows.

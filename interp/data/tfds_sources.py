@@ -2,7 +2,7 @@
 
 `tfds.data_source` reads a dataset prepared in the array_record format from a
 local `data_dir`; nothing is downloaded here (`download=False`). Each dataset is
-normalised to the `interp.data` example contract (pixel conventions of
+normalized to the `interp.data` example contract (pixel conventions of
 `interp.data._reader`):
 
   cifar10            'image' uint8 [32, 32, 3], 'label' int32 []
@@ -80,7 +80,7 @@ def _is_prepared(tfds, name: str, data_dir: str) -> bool:
 
 
 class TfdsSource(Reader):
-    """A tfds dataset normalised to the `interp.data` example contract.
+    """A tfds dataset normalized to the `interp.data` example contract.
 
     Subclasses set `fields`, `class_feature` (the path of the ClassLabel
     feature naming the classes) and `normalize`. Use `tfds_source(name, ...)`.
@@ -112,7 +112,7 @@ class TfdsSource(Reader):
         return self.normalize(self._source[index])
 
     def normalize(self, raw: Mapping[str, Any]) -> Example:
-        """Maps one raw tfds example to the normalised keys of this dataset."""
+        """Maps one raw tfds example to the normalized keys of this dataset."""
         raise NotImplementedError
 
 

@@ -1,4 +1,4 @@
-"""PASCAL-Part (VOC-Part) object crops with part masks and part-centre landmarks.
+"""PASCAL-Part (VOC-Part) object crops with part masks and part-center landmarks.
 
 Expected layout: the PASCAL-Part release (trainval.tar.gz: `Annotations_Part/`)
 unpacked beside the PASCAL VOC2010 folder it annotates:
@@ -25,7 +25,7 @@ interpretable-CNN experiments), keys (pixel conventions of `interp.data._reader`
     'object_mask' uint8 [h, w]: 1 on the object's silhouette;
     'part_mask' int32 [h, w]: 0 = no part group, g + 1 = part group g (`part_names`);
         fine parts are painted in the file's order, later ones over earlier ones;
-    'landmarks' float32 [P, 2] (row, col): the centre of each part group, the mean
+    'landmarks' float32 [P, 2] (row, col): the center of each part group, the mean
         pixel coordinate of the pixels 'part_mask' gives that group; (0, 0) where
         the group is absent;
     'landmark_visible' bool [P]: whether the group has any pixel;
@@ -48,6 +48,7 @@ from interp.data._reader import IMAGE, KEEP, MASK, POINTS, Example, Reader, Fiel
 _NAME = "PASCAL-Part"
 _LAYOUT = "the VOC2010 folder with PASCAL-Part's Annotations_Part/ unpacked into it"
 
+# VOC's own class names, spelled as the dataset spells them ("aeroplane").
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
                "train", "tvmonitor")
@@ -194,7 +195,7 @@ class VOCPart(Reader):
             if name in self._group_of:
                 part_mask[mask] = self._group_of[name]
         part_mask = part_mask[window]
-        landmarks, visible = part_centres(part_mask, len(self.part_names))
+        landmarks, visible = part_centers(part_mask, len(self.part_names))
         return {
             "image": image[window],
             "label": np.int32(self.class_names.index(obj.class_name)),
@@ -206,8 +207,8 @@ class VOCPart(Reader):
         }
 
 
-def part_centres(part_mask: np.ndarray, num_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centre of each labelled region of a part map.
+def part_centers(part_mask: np.ndarray, num_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Center of each labeled region of a part map.
 
     Args:
         part_mask: int [h, w], 0 = none, g + 1 = group g.

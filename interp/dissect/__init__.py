@@ -1,5 +1,8 @@
 """Network Dissection: concept IoU for every unit of a layer (Bau et al., CVPR 2017).
 
+`part_interpretability` restricts it to part concepts: the score Interpretable
+CNNs (Zhang et al., CVPR 2018) give their filters.
+
     from interp import dissect
     data = dissect.SynthPartsConcepts(SynthParts(image_size=64), num_examples=512)
     result = dissect.dissect(model, data, ["relu3", "relu4"])
@@ -10,7 +13,7 @@
 
 from interp.dissect.concepts import BrodenConcepts, ConceptBatch, ConceptSet, SynthPartsConcepts
 from interp.dissect.dissect import QUANTILE, activation_masks, dissect
-from interp.dissect.quantile import thresholds_from_top, top_values_init, top_values_update, values_needed
+from interp.dissect.parts import PartInterpretability, part_interpretability
 from interp.dissect.report import write_report
 from interp.dissect.result import DETECTOR_IOU, LayerDissection, csv_columns, iou, summary, write_csv
 from interp.dissect.tally import CONVENTIONS, Counts, tally_batch
@@ -18,8 +21,6 @@ from interp.dissect.upsample import (
     UPSAMPLING,
     Bands,
     bands,
-    interpolation_matrix,
-    unit_positions,
     upsample,
     upsampling_matrices,
 )
@@ -32,10 +33,8 @@ __all__ = [
     "QUANTILE",
     "dissect",
     "activation_masks",
-    "thresholds_from_top",
-    "top_values_init",
-    "top_values_update",
-    "values_needed",
+    "PartInterpretability",
+    "part_interpretability",
     "write_report",
     "DETECTOR_IOU",
     "LayerDissection",
@@ -49,8 +48,6 @@ __all__ = [
     "UPSAMPLING",
     "Bands",
     "bands",
-    "interpolation_matrix",
-    "unit_positions",
     "upsample",
     "upsampling_matrices",
 ]

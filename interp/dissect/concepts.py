@@ -27,8 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp.data import Broden, SynthParts
-from interp.data._reader import resize_image, resize_nearest
+from interp.data import Broden, SynthParts, resize_image, resize_nearest
 from interp.data.synthparts import CONCEPT_CATEGORIES
 
 
@@ -41,7 +40,7 @@ class ConceptSet:
       categories: category names, e.g. ('object', 'part', 'color', ...).
       category_of: [C] int, the index into `categories` of each concept's
         primary category (the one it is scored in), or -1 for an index that is
-        no concept (Broden's label 0, "unlabelled").
+        no concept (Broden's label 0, "unlabeled").
     """
 
     names: tuple[str, ...]
@@ -74,11 +73,11 @@ class ConceptBatch(NamedTuple):
 
 
 class SynthPartsConcepts:
-    """SynthParts as concept data: object, part, colour and texture masks, scene labels.
+    """SynthParts as concept data: object, part, color and texture masks, scene labels.
 
     Concepts are `dataset.concepts()` in order (global index = position).
     Object concept c covers the object's pixels when the image's class is c;
-    a part, colour or texture concept covers the pixels painted with it; the
+    a part, color or texture concept covers the pixels painted with it; the
     scene (background type) is an image-level label. The segmentation has the
     image's resolution.
 
@@ -86,15 +85,15 @@ class SynthPartsConcepts:
       dataset: the SynthParts configuration.
       num_examples: images to dissect, indices 0 .. num_examples - 1
         (default: `len(dataset)`).
-      first_index: dataset index of the first image (to dissect held-out images).
+      first: dataset index of the first image (to dissect held-out images).
     """
 
-    def __init__(self, dataset: SynthParts, num_examples: int | None = None, first_index: int = 0):
+    def __init__(self, dataset: SynthParts, num_examples: int | None = None, first: int = 0):
         self.dataset = dataset
         self.num_examples = len(dataset) if num_examples is None else int(num_examples)
         if self.num_examples < 1:
             raise ValueError(f"num_examples: expected a positive int, got {num_examples}")
-        self.first_index = int(first_index)
+        self.first = int(first)
         table = dataset.concepts()
         self.concepts = ConceptSet(
             names=tuple(name for _, name in table),
@@ -109,7 +108,7 @@ class SynthPartsConcepts:
 
     def batch(self, indices: Sequence[int] | jax.Array) -> ConceptBatch:
         indices = jnp.asarray(indices, jnp.int32)
-        return _synthparts_batch(self.dataset, indices + self.first_index)
+        return _synthparts_batch(self.dataset, indices + self.first)
 
 
 @functools.partial(jax.jit, static_argnames="dataset")
@@ -143,10 +142,10 @@ def _synthparts_masks(example: dict[str, jax.Array], dataset: SynthParts) -> jax
 class BrodenConcepts:
     """A Broden folder as concept data.
 
-    Concept index = Broden's global label number (index 0, "unlabelled", is no
+    Concept index = Broden's global label number (index 0, "unlabeled", is no
     concept). A concept is scored in its primary category, the one where its
     coverage (c_<category>.csv) is largest, as NetDissect does (ties: the
-    larger count in label.csv); it counts wherever it is labelled, in a pixel map of any category or as an
+    larger count in label.csv); it counts wherever it is labeled, in a pixel map of any category or as an
     image-level label.
 
     Args:
@@ -155,7 +154,7 @@ class BrodenConcepts:
         the first image's height); images are resized bilinearly.
       seg_size: side of the square segmentation the activations are compared
         on (default: the first image's label-map height, 112 for broden1_224);
-        label maps are resized nearest-neighbour.
+        label maps are resized nearest-neighbor.
     """
 
     def __init__(self, broden: Broden, image_size: int | None = None, seg_size: int | None = None):

@@ -73,7 +73,7 @@ def dissect(
       `{layer: LayerDissection}` in the order given.
     """
     # Params placed (committed) here, so that a model restored from a checkpoint and a freshly
-    # initialised one share the compiled steps: uncommitted params recompiled them all (2.6 s).
+    # initialized one share the compiled steps: uncommitted params recompiled them all (2.6 s).
     model = jax.device_put(nets.as_model(model), jax.devices()[0] if mesh is None else replicated(check_mesh(mesh)))
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:

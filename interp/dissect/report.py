@@ -34,7 +34,7 @@ from interp.dissect.dissect import mask_function
 from interp.dissect.result import LayerDissection
 
 DIM = 0.25  # brightness of the pixels where a unit is off
-OUTLINE = (1.0, 1.0, 0.0)  # colour of the edge of where it is on
+OUTLINE = (1.0, 1.0, 0.0)  # color of the edge of where it is on
 GAP = 4  # white pixels between the images of a strip
 
 _CSS = """

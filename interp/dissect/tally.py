@@ -53,8 +53,8 @@ class Counts(NamedTuple):
     """Tallies of one layer over a dataset.
 
     Attributes:
-      intersection: [K, C] pixels where unit k is on and concept c is labelled.
-      truth: [C] pixels labelled with concept c.
+      intersection: [K, C] pixels where unit k is on and concept c is labeled.
+      truth: [C] pixels labeled with concept c.
       activation: [K] pixels where unit k is on, over all images.
       activation_category: [K, Cat] unit k's on-pixels in the images that
         contain category j (the "category" convention).

@@ -5,14 +5,14 @@ of the units on the segmentation grid, clamped at the border; they differ only
 in where a unit sits:
 
   * "receptive_field" (NetDissect, Bau et al. 2017, `upsampleL`): unit i sits
-    at the centre of its receptive field, `start + i * stride + (size - 1) / 2`
-    in input pixels. NetDissect rounds the centre down to `size // 2`; here it
+    at the center of its receptive field, `start + i * stride + (size - 1) / 2`
+    in input pixels. NetDissect rounds the center down to `size // 2`; here it
     is exact (the same for odd fields).
   * "resize" (NetDissect-Lite, `imresize(..., mode='F')`): the map is
-    stretched over the image like any picture, unit i's centre at
+    stretched over the image like any picture, unit i's center at
     `(i + 0.5) * seg / h - 0.5`.
 
-Pixel (r, c) of every grid has its centre at (r, c), so an input-pixel
+Pixel (r, c) of every grid has its center at (r, c), so an input-pixel
 position p lies at `(p + 0.5) * seg / image - 0.5` on the segmentation grid.
 The upsampled map of one channel is then `rows @ a @ cols.T`, batched over
 images and channels as one einsum.
@@ -59,15 +59,15 @@ def unit_positions(num_units: int, seg_length: int, image_length: int, upsamplin
     if field is None or field.stride[axis] <= 0:
         raise ValueError("upsampling='receptive_field' needs a spatial receptive field (stride > 0); "
                          f"got {field}")
-    centres = field.center(units, units)[axis]
-    return (centres + 0.5) * seg_length / image_length - 0.5
+    centers = field.center(units, units)[axis]
+    return (centers + 0.5) * seg_length / image_length - 0.5
 
 
 def interpolation_matrix(positions: np.ndarray, seg_length: int) -> np.ndarray:
     """float32 [seg_length, n]: linear interpolation from samples at `positions`.
 
     Row p holds the weights of the n samples at segmentation pixel p: the two
-    neighbours of p, or all weight on the first (last) sample before (after)
+    neighbors of p, or all weight on the first (last) sample before (after)
     them, as NetDissect's clamped spline and PIL's bilinear resize do.
     """
     pixels = np.arange(seg_length, dtype=np.float64)

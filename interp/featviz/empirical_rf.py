@@ -29,14 +29,14 @@ def empirical_receptive_field(
     chunk_size: int = 64,
     receptive_field: nets.ReceptiveField | None = None,
 ) -> jax.Array:
-    """The mean occlusion discrepancy map of one unit, re-centred on its theoretical field.
+    """The mean occlusion discrepancy map of one unit, re-centered on its theoretical field.
 
     After Zhou et al. (ICLR 2015): for each image, take the unit's peak
-    position (i, j) in `layer`; replace a `patch` x `patch` square centred on
+    position (i, j) in `layer`; replace a `patch` x `patch` square centered on
     every point of a grid with step `stride` by uniform noise, and record how
     much the unit at (i, j) changes, |a - a_occluded|. A pixel's discrepancy
     is the mean over the patches that cover it. Each image's map is shifted so
-    the theoretical centre of unit (i, j), `start + i * stride + (size - 1) // 2`,
+    the theoretical center of unit (i, j), `start + i * stride + (size - 1) // 2`,
     lands on pixel (H // 2, W // 2); the maps are then averaged.
 
     The theoretical field therefore covers rows `H // 2 - (size_h - 1) // 2`
@@ -51,7 +51,7 @@ def empirical_receptive_field(
       images: [n, H, W, C] images, typically the unit's top images.
       key: PRNG key for the noise patches.
       patch: side of the occluding square, in pixels.
-      stride: step of the grid of patch centres, in pixels.
+      stride: step of the grid of patch centers, in pixels.
       chunk_size: occluded images per vmapped forward pass.
       receptive_field: the layer's theoretical field; computed when None.
 
@@ -79,7 +79,7 @@ def empirical_receptive_field(
 
 
 def _cover(extent: int, patch: int, stride: int) -> np.ndarray:
-    """[positions, extent] 0/1: the pixels under the patch centred on each grid point."""
+    """[positions, extent] 0/1: the pixels under the patch centered on each grid point."""
     starts = np.arange(0, extent, stride) - (patch - 1) // 2
     pixels = np.arange(extent)
     return ((pixels[None] >= starts[:, None]) & (pixels[None] < starts[:, None] + patch)).astype(np.float32)
@@ -100,8 +100,8 @@ def _empirical(model, images, key, *, layer, channel, patch, stride, chunk_size,
     counts = np.outer(rows.sum(0), cols.sum(0))[None]
     maps = jnp.where(counts > 0, total / np.maximum(counts, 1.0), 0.0)
     offsets = np.asarray(rf.start) + (np.asarray(rf.size) - 1) // 2
-    centres = peaks * np.asarray(rf.stride)[None] + offsets[None]
-    return jax.vmap(_recentre)(maps, centres).mean(0)
+    centers = peaks * np.asarray(rf.stride)[None] + offsets[None]
+    return jax.vmap(_recenter)(maps, centers).mean(0)
 
 
 def _drops(unit, images, key, peaks, rows, cols, chunk_size) -> jax.Array:
@@ -128,11 +128,11 @@ def _drops(unit, images, key, peaks, rows, cols, chunk_size) -> jax.Array:
     return jnp.abs(occluded - clean[:, None, None])
 
 
-def _recentre(image_map: jax.Array, centre: jax.Array) -> jax.Array:
-    """Shifts an [H, W] map (zero-filled) so pixel `centre` lands on (H // 2, W // 2)."""
+def _recenter(image_map: jax.Array, center: jax.Array) -> jax.Array:
+    """Shifts an [H, W] map (zero-filled) so pixel `center` lands on (H // 2, W // 2)."""
     h, w = image_map.shape
     extents = jnp.array([h, w])
     # Beyond +-extent everything is shifted out anyway; clipping keeps the slice in range.
-    shift = jnp.clip(extents // 2 - centre, -extents, extents)
+    shift = jnp.clip(extents // 2 - center, -extents, extents)
     padded = jnp.pad(image_map, ((h, h), (w, w)))
     return lax.dynamic_slice(padded, (h - shift[0], w - shift[1]), (h, w))

@@ -19,8 +19,8 @@ Writing a new one takes a few lines:
             return (a * jnp.linspace(-1, 1, a.shape[2])).mean((1, 2))
         return Objective(score, (layer,), f"right({layer})")
 
-Regularizers (`l1`, `l2`, `total_variation`, `blur`) return a positive
-penalty, so they are subtracted: `obj - 0.05 * l1()`. Channels, positions
+Regularizers (`l1`, `l2`, `total_variation`, `blur_penalty`) return a
+positive penalty, so they are subtracted: `obj - 0.05 * l1()`. Channels, positions
 and vectors may be traced values, so `jax.vmap(lambda c: channel("relu3", c))`
 builds one objective per channel inside a single compiled render.
 """
@@ -145,7 +145,7 @@ def objective_sum(objectives: Sequence["Objective | str"]) -> Objective:
 
 
 def _at(a: jax.Array, position) -> jax.Array:
-    """[b, h, w, c] at spatial `position` (row, col), or its centre if None -> [b, c]."""
+    """[b, h, w, c] at spatial `position` (row, col), or its center if None -> [b, c]."""
     if a.ndim == 2:
         return a
     if position is None:
@@ -157,7 +157,7 @@ def _at(a: jax.Array, position) -> jax.Array:
 # Units and layers.
 
 def neuron(layer: str, channel_index, position=None) -> Objective:
-    """One unit: channel `channel_index` at spatial `position` (row, col; default the centre)."""
+    """One unit: channel `channel_index` at spatial `position` (row, col; default the center)."""
     return Objective(
         lambda acts: jnp.take(_at(acts[layer], position), channel_index, axis=-1),
         (layer,),
@@ -240,18 +240,18 @@ def direction(layer: str, vector, position=None, cosine_power: float = 0.0) -> O
     return Objective(score, (layer,), f"direction({layer}, cos^{cosine_power})")
 
 
-def activation_match(layer: str, target, kind: str = "dot") -> Objective:
+def activation_match(layer: str, target, mode: str = "dot") -> Objective:
     """Similarity of a whole layer to target activations: the objective of feature inversion.
 
     Args:
       layer: the layer to match.
       target: activations [...] of one image, or [b, ...] per example, shaped as
         the layer without (or with) its batch axis.
-      kind: "dot" for `a·a0` (Mahendran & Vedaldi's pre-image with a linear
+      mode: "dot" for `a·a0` (Mahendran & Vedaldi's pre-image with a linear
         kernel) or "cosine" for the cosine similarity, which ignores scale.
     """
-    if kind not in ("dot", "cosine"):
-        raise ValueError(f"kind: expected 'dot' or 'cosine', got {kind!r}")
+    if mode not in ("dot", "cosine"):
+        raise ValueError(f"mode: expected 'dot' or 'cosine', got {mode!r}")
 
     def score(acts):
         a = acts[layer].reshape(acts[layer].shape[0], -1)
@@ -260,11 +260,11 @@ def activation_match(layer: str, target, kind: str = "dot") -> Objective:
         if t.shape[1] != a.shape[1]:
             raise ValueError(f"target: expected {a.shape[1]} values per example for layer {layer!r}, got {t.shape[1]}")
         dot = (a * t).sum(-1)
-        if kind == "dot":
+        if mode == "dot":
             return dot
         return dot / jnp.maximum(jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(t, axis=-1), 1e-6)
 
-    return Objective(score, (layer,), f"match({layer}, {kind})")
+    return Objective(score, (layer,), f"match({layer}, {mode})")
 
 
 # Objectives over the batch.
@@ -291,7 +291,7 @@ def diversity(layer: str) -> Objective:
 
 
 def alignment(layer: str, decay_ratio: float = 2.0) -> Objective:
-    """Minus the distance of each example's activations to its batch neighbours (Lucid's alignment).
+    """Minus the distance of each example's activations to its batch neighbors (Lucid's alignment).
 
     Example i is pulled toward examples i±d with weight `decay_ratio**-d`, so
     a batch that interpolates between objectives changes smoothly.
@@ -315,17 +315,17 @@ def _flat(a: jax.Array) -> jax.Array:
 
 
 def l1(layer: str = INPUT, center: float = 0.0) -> Objective:
-    """Penalty `Σ|x − center|` per example."""
+    """Penalty `Σ|x − center|` per example, to subtract."""
     return Objective(lambda acts: jnp.abs(_flat(acts[layer]) - center).sum(-1), (layer,), f"l1({layer})")
 
 
 def l2(layer: str = INPUT, center: float = 0.0) -> Objective:
-    """Penalty `‖x − center‖²` per example (weight it: `α * l2()` is the α‖X‖² prior)."""
+    """Penalty `‖x − center‖²` per example, to subtract (weight it: `α * l2()` is the α‖X‖² prior)."""
     return Objective(lambda acts: jnp.square(_flat(acts[layer]) - center).sum(-1), (layer,), f"l2({layer})")
 
 
 def total_variation(layer: str = INPUT, beta: float = 1.0) -> Objective:
-    """Penalty `Σ |x[i+1,j] − x[i,j]|^β + |x[i,j+1] − x[i,j]|^β` per example (anisotropic TV)."""
+    """Penalty `Σ |x[i+1,j] − x[i,j]|^β + |x[i,j+1] − x[i,j]|^β` per example (anisotropic TV), to subtract."""
     def score(acts):
         x = acts[layer]
         rows = jnp.abs(x[:, 1:] - x[:, :-1]) ** beta
@@ -335,8 +335,8 @@ def total_variation(layer: str = INPUT, beta: float = 1.0) -> Objective:
     return Objective(score, (layer,), f"tv({layer})")
 
 
-def blur(layer: str = INPUT) -> Objective:
-    """Penalty `½‖x − stop_gradient(blur3x3(x))‖²`: each step pulls the image toward its blur.
+def blur_penalty(layer: str = INPUT) -> Objective:
+    """Penalty `½‖x − stop_gradient(blur3x3(x))‖²` per example, to subtract: each step pulls the image toward its blur.
 
     This is Lucid's `blur_input_each_step` written as a penalty: its gradient
     is `x − blur(x)`, a high-pass of the image, so it damps high frequencies.
@@ -348,4 +348,4 @@ def blur(layer: str = INPUT) -> Objective:
         blurred = sum(padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9
         return 0.5 * _flat(jnp.square(x - jax.lax.stop_gradient(blurred))).sum(-1)
 
-    return Objective(score, (layer,), f"blur({layer})")
+    return Objective(score, (layer,), f"blur_penalty({layer})")

@@ -8,11 +8,11 @@ choices follow Olah et al. (Distill 2017, "Feature Visualization"):
   * Fourier: the image's 2-D spectrum, scaled by `1/f**decay_power` so that
     gradient steps change low frequencies as much as high ones and the
     result is not dominated by high-frequency patterns;
-  * decorrelated colour: three decorrelated channels mixed into RGB by the
-    square root of the colour covariance, so that a step in one parameter is
-    a step along a principal colour axis of natural (or dataset) images.
+  * decorrelated color: three decorrelated channels mixed into RGB by the
+    square root of the color covariance, so that a step in one parameter is
+    a step along a principal color axis of natural (or dataset) images.
 
-The colour matrix is estimated from a dataset with `color_correlation`, or
+The color matrix is estimated from a dataset with `color_correlation`, or
 Lucid's ImageNet estimate is used.
 """
 
@@ -38,7 +38,7 @@ class Param(NamedTuple):
     """A batch of images as a function of parameters.
 
     Attributes:
-      init: `init(key) -> params`, a random start near mid-grey.
+      init: `init(key) -> params`, a random start near mid-gray.
       to_image: `to_image(params) -> images` [b, H, W, 3] in [0, 1].
       from_image: `from_image(images) -> params`, the inverse of `to_image`
         on images strictly inside (0, 1) (to start from a real image).
@@ -55,7 +55,7 @@ def color_correlation(images: jax.Array) -> np.ndarray:
     """The square root of the RGB covariance of `images` [..., 3], scaled as Lucid scales its constant.
 
     Returns `U sqrt(S)` for the covariance `U S Uᵀ`, so `x @ M.T` maps white
-    noise to noise with the dataset's colour covariance. `to_valid_rgb`
+    noise to noise with the dataset's color covariance. `to_valid_rgb`
     divides by the largest column norm; the result equals Lucid's matrix up
     to the sign of each column when given ImageNet.
     """
@@ -78,7 +78,7 @@ def _normalized(correlation) -> np.ndarray:
 
 
 def _valid_rgb(decorrelate: bool, correlation) -> tuple[Callable, Callable]:
-    """(to [0, 1] images, back to unconstrained values): colour mixing, then a sigmoid."""
+    """(to [0, 1] images, back to unconstrained values): color mixing, then a sigmoid."""
     if not decorrelate:
         return jax.nn.sigmoid, lambda images: jax.scipy.special.logit(jnp.clip(images, _EPS, 1 - _EPS))
     matrix = jnp.asarray(_normalized(correlation))
@@ -109,13 +109,13 @@ def pixel(
     decorrelate: bool = False,
     color_correlation=None,
 ) -> Param:
-    """Images parameterized by their pixels (before the sigmoid and optional colour mixing).
+    """Images parameterized by their pixels (before the sigmoid and optional color mixing).
 
     Args:
       height, width: image size (width defaults to height).
       batch: number of images optimized together.
-      sd: standard deviation of the random start (0 starts at mid-grey).
-      decorrelate: mix decorrelated colour channels into RGB (see module doc).
+      sd: standard deviation of the random start (0 starts at mid-gray).
+      decorrelate: mix decorrelated color channels into RGB (see module doc).
       color_correlation: [3, 3] matrix from `color_correlation`; None for ImageNet's.
     """
     shape = _check_shape(height, height if width is None else width, batch)
@@ -151,7 +151,7 @@ def fourier(
 
     The parameters are the real and imaginary parts [2, b, H, W//2+1, 3] of
     the spectrum before scaling; the image is their scaled inverse real FFT,
-    then colour mixing (if `decorrelate`) and a sigmoid.
+    then color mixing (if `decorrelate`) and a sigmoid.
 
     Args: as `pixel`, plus `decay_power`: how fast the scale falls with frequency.
     """
@@ -185,6 +185,6 @@ def image(
     sd: float = 0.01,
     color_correlation=None,
 ) -> Param:
-    """Lucid's default: a Fourier (or pixel, `fft=False`) image with decorrelated colour."""
+    """Lucid's default: a Fourier (or pixel, `fft=False`) image with decorrelated color."""
     make = fourier if fft else pixel
     return make(height, width, batch=batch, sd=sd, decorrelate=decorrelate, color_correlation=color_correlation)

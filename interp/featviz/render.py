@@ -73,7 +73,7 @@ def make_render(
     Args:
       objective: what to maximize (summed over the batch), or `"layer:channel"`.
       param: the image parameterization; default `param.image(128)` (Fourier,
-        decorrelated colour), as in Lucid.
+        decorrelated color), as in Lucid.
       transforms: applied to the image before the model each step; default
         `transforms.standard_transforms()`.
       optimizer: an optax optimizer; default `optax.adam(0.05)`, as in Lucid.

@@ -72,7 +72,7 @@ def semantic_dictionary(
     `render_options` go to it (param, transforms, steps, mesh, ...).
     `render_layer` renders the channels at another layer with the same
     channels, typically the pre-ReLU conv under a ReLU `layer`: a ReLU unit
-    that is silent on the grey start image has no gradient to climb.
+    that is silent on the gray start image has no gradient to climb.
     """
     model = nets.as_model(model)
     channels, values = top_channels(model, layer, images, position, k)

@@ -54,7 +54,7 @@ def _choice(key, values: Sequence[float]) -> jax.Array:
 
 
 def _affine(images: jax.Array, scale: jax.Array, angle: jax.Array) -> jax.Array:
-    """Resamples `images` zoomed by `scale` and rotated by `angle` radians about the centre (bilinear)."""
+    """Resamples `images` zoomed by `scale` and rotated by `angle` radians about the center (bilinear)."""
     b, h, w, c = images.shape
     rows, cols = jnp.meshgrid(jnp.arange(h) - (h - 1) / 2, jnp.arange(w) - (w - 1) / 2, indexing="ij")
     cos, sin = jnp.cos(angle) / scale, jnp.sin(angle) / scale
@@ -112,7 +112,7 @@ def identity() -> Transform:
 
 
 def standard_transforms() -> Transform:
-    """Lucid's and Lucent's default: pad 12 (grey), jitter 8, scale ±10%, rotate ±10°, jitter 4."""
+    """Lucid's and Lucent's default: pad 12 (gray), jitter 8, scale ±10%, rotate ±10°, jitter 4."""
     # Lucent scales and then rotates, resampling twice; one resampling does the
     # same geometry with one interpolation at half the cost (the backward pass
     # of a resampling is a scatter-add, the slowest op of a render on CPU).

@@ -1,6 +1,6 @@
 """Explainable building blocks: the interpretable conv layer (Zhang et al., CVPR 2018)."""
 
-from interp.layers.icnn import MODES, icnn_loss, interpretable_cnn, update_class_means
+from interp.layers.icnn import MODES, icnn_loss, interpretable_cnn
 from interp.layers.interpretable import (
     VARIANTS,
     InterpretableConv,
@@ -15,7 +15,6 @@ __all__ = [
     "MODES",
     "icnn_loss",
     "interpretable_cnn",
-    "update_class_means",
     "VARIANTS",
     "InterpretableConv",
     "beta_target",

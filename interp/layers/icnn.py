@@ -3,7 +3,7 @@
     module = layers.interpretable_cnn("vgg16", num_classes=200, track_classes=True)  # on conv5_3
     baseline = layers.interpretable_cnn("vgg16", num_classes=200, masked=False)
     loss = train.classification_loss() + layers.icnn_loss(weight=1.0, mode="multi")
-    train.train(module, optax.adam(1e-3), data, loss=loss, ...)
+    train.fit(module, optax.adam(1e-3), data, loss=loss, ...)
 
 The loss adds `weight * sum_f Loss_f` to the cross-entropy. Which images a
 filter should fire on sets its prior `alpha`, the batch share of those images:

@@ -3,7 +3,7 @@
 Each filter of the layer should fire at one place of an object part and stay
 silent elsewhere. Two mechanisms push it there:
 
-  * a mask: the filter's n x n map x is multiplied by the template centred on
+  * a mask: the filter's n x n map x is multiplied by the template centered on
     its peak, `x_masked = max(x * T_mu, 0)`, the mask held constant, so the
     layers above only see activation near the peak (`InterpretableConv`);
   * a loss: `Loss_f = -MI(X; T)` between the maps of the batch and the
@@ -20,10 +20,10 @@ Two variants, chosen by `InterpretableConv.variant`:
   * "paper" (the CVPR text): mu is the argmax; d is the L1 distance over n,
     `|i - mu_i| / h + |j - mu_j| / w`; beta = 4 fixed.
   * "official" (the authors' MATLAB release, getMu.m / getMask.m): mu is the
-    activation's centre of mass, rounded; d is the L1 distance on coordinates
+    activation's center of mass, rounded; d is the L1 distance on coordinates
     spread over [-1, 1] (`linspace(-1, 1, n)`); beta is a learned per-filter
-    parameter that training pulls towards `clamp(3 / sigma, 1.5, 3)`, sigma the
-    activation-weighted spread of the map around its centre, in map cells
+    parameter that training pulls toward `clamp(3 / sigma, 1.5, 3)`, sigma the
+    activation-weighted spread of the map around its center, in map cells
     (`beta_target`). The mask then has no task gradient, only that pull.
 
 The filter loss always uses the paper's templates; the mask uses the variant's.
@@ -36,25 +36,25 @@ import jax
 import jax.numpy as jnp
 
 from interp.nets import tap
+from interp.ops import map_peaks
 
 VARIANTS = ("paper", "official")
 PAPER_BETA = 4.0
 OFFICIAL_BETA_INIT = 2.0  # the middle of the official pull's [1.5, 3] range
 
 
-def peak_positions(maps: jax.Array, method: str = "argmax") -> jax.Array:
+def peak_positions(maps: jax.Array, mode: str = "argmax") -> jax.Array:
     """Each filter's peak: int32 [B, C, 2] (row, col) of maps [B, h, w, C].
 
-    "argmax" takes the first maximum in row-major order; "centre_of_mass"
+    "argmax" takes the first maximum in row-major order; "center_of_mass"
     the activation-weighted mean position, rounded (an all-zero map gives (0, 0),
     as the official code's clamp to the first cell does).
     """
     b, h, w, c = maps.shape
-    if method == "argmax":
-        flat = jnp.argmax(maps.reshape(b, h * w, c), axis=1)
-        return jnp.stack([flat // w, flat % w], axis=-1).astype(jnp.int32)
-    if method != "centre_of_mass":
-        raise ValueError(f"method: expected 'argmax' or 'centre_of_mass', got {method!r}")
+    if mode == "argmax":
+        return map_peaks(maps)[0]
+    if mode != "center_of_mass":
+        raise ValueError(f"mode: expected 'argmax' or 'center_of_mass', got {mode!r}")
     weights = jnp.maximum(maps, 0.0)
     total = jnp.maximum(weights.sum((1, 2)), 1e-9)  # [B, C]
     rows = (weights * jnp.arange(h, dtype=maps.dtype)[None, :, None, None]).sum((1, 2)) / total
@@ -141,7 +141,7 @@ def filter_loss(maps: jax.Array, alpha: jax.Array | float = 0.5, beta: float = P
 def beta_target(maps: jax.Array, positive: jax.Array | None = None) -> jax.Array:
     """The official release's target for a learned beta: `clamp(3 / sigma, 1.5, 3)` per filter, [C].
 
-    sigma is the map's spread around its centre of mass, `sqrt(sum x ||p - mu||^2 / sum x)`
+    sigma is the map's spread around its center of mass, `sqrt(sum x ||p - mu||^2 / sum x)`
     in map cells, averaged over the (positive) images weighted by their mean activation.
 
     Args:
@@ -150,7 +150,7 @@ def beta_target(maps: jax.Array, positive: jax.Array | None = None) -> jax.Array
     """
     b, h, w, c = maps.shape
     weights = jnp.maximum(maps, 0.0)
-    mu = peak_positions(maps, "centre_of_mass").astype(jnp.float32)  # [B, C, 2]
+    mu = peak_positions(maps, "center_of_mass").astype(jnp.float32)  # [B, C, 2]
     rows = jnp.arange(h, dtype=jnp.float32)[None, :, None, None] - mu[:, None, None, :, 0]
     cols = jnp.arange(w, dtype=jnp.float32)[None, None, :, None] - mu[:, None, None, :, 1]
     total = jnp.maximum(weights.sum((1, 2)), 1e-9)
@@ -204,6 +204,6 @@ class InterpretableConv(nn.Module):
             positions = peak_positions(maps, "argmax")
         else:
             beta = self.param("beta", nn.initializers.constant(OFFICIAL_BETA_INIT), (self.features,))
-            positions = peak_positions(maps, "centre_of_mass")
+            positions = peak_positions(maps, "center_of_mass")
         mask = jax.lax.stop_gradient(template_masks(positions, maps.shape[1:3], beta, self.variant))
         return tap(nn.relu(maps * mask), "icnn_masked")

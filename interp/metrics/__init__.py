@@ -1,20 +1,19 @@
 """Evaluation of attributions and interpretable models.
 
-Faithfulness: `deletion`, `insertion` (curves and AUC, RISE), `auc`, `blur`.
+Faithfulness: `deletion`, `insertion` (curves and AUC, RISE), `auc`, `gaussian_blur`.
 Localization: `pointing_game`, `mass_in_mask` (= `energy_pointing_game`), `pixel_map`.
 Sanity: `model_randomization` (Adebayo et al.), `randomize_layers`, `spearman`, `pearson`.
+Location instability of filters (Zhang et al.): `filter_peaks`, `peaks_in_image`, `location_instability`;
+their part interpretability is a Network Dissection, `interp.dissect.part_interpretability`.
 """
 
-from interp.metrics.faithfulness import Curves, auc, blur, deletion, insertion
+from interp.metrics.faithfulness import Curves, auc, deletion, gaussian_blur, insertion
 from interp.metrics.localization import energy_pointing_game, mass_in_mask, pixel_map, pointing_game
 from interp.metrics.location import (
     LocationInstability,
-    PartInterpretability,
     Peaks,
     filter_peaks,
     location_instability,
-    part_interpretability,
-    peak_positions,
     peaks_in_image,
 )
 from interp.metrics.sanity import Randomization, model_randomization, pearson, randomize_layers, spearman
@@ -22,20 +21,17 @@ from interp.metrics.sanity import Randomization, model_randomization, pearson, r
 __all__ = [
     "Curves",
     "auc",
-    "blur",
     "deletion",
+    "gaussian_blur",
     "insertion",
     "energy_pointing_game",
     "mass_in_mask",
     "pixel_map",
     "pointing_game",
     "LocationInstability",
-    "PartInterpretability",
     "Peaks",
     "filter_peaks",
     "location_instability",
-    "part_interpretability",
-    "peak_positions",
     "peaks_in_image",
     "Randomization",
     "model_randomization",

@@ -22,16 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp.attribution._core import (
-    OUTPUTS,
-    check_batch,
-    check_choice,
-    check_target_range,
-    normalize_target,
-    select_scores,
-)
+from interp._checks import OUTPUTS, check_choice, check_target_range, normalize_target, select_scores
 from interp.metrics.localization import pixel_map
-from interp.nets.adapter import Model
+from interp.nets.adapter import Model, check_input
 
 Baseline = str | float | jax.Array | Callable[[jax.Array], jax.Array]
 
@@ -61,7 +54,7 @@ def auc(scores: jax.Array, fractions: jax.Array | None = None) -> jax.Array:
     return (mid * jnp.broadcast_to(dx, mid.shape)).sum(-1)
 
 
-def blur(x: jax.Array, sigma: float = 5.0) -> jax.Array:
+def gaussian_blur(x: jax.Array, sigma: float = 5.0) -> jax.Array:
     """Gaussian blur of images [b, h, w, c], per channel, edges replicated.
 
     RISE's insertion baseline (its kernel: 11 px, sigma 5). The kernel has
@@ -86,7 +79,7 @@ def _baseline_image(baseline: Baseline, x: jax.Array, sigma: float) -> jax.Array
         if baseline == "zeros":
             return jnp.zeros_like(x)
         if baseline == "blur":
-            return blur(x, sigma)
+            return gaussian_blur(x, sigma)
         raise ValueError(
             f"baseline: expected 'zeros', 'blur', a number, an array or a function; got {baseline!r}"
         )
@@ -141,7 +134,7 @@ def _curves(fn, *, insert, steps, baseline, reduce, output, chunk_size, blur_sig
         run = lambda _, x, a, t: jitted(x, a, t)  # noqa: E731
 
     def evaluate(x: jax.Array, attribution: jax.Array, target: Any = None) -> Curves:
-        x = check_batch(fn, x)
+        x = check_input(x, fn.input_spec if isinstance(fn, Model) else None, "x")
         if np.ndim(x) != 4:
             raise ValueError(f"x: expected images [b, h, w, c], got shape {list(np.shape(x))}")
         t = normalize_target(target, x.shape[0])

@@ -9,7 +9,7 @@ SynthParts, `batch["object_mask"]` or `batch["part_mask"] == k`). Maps may be
 
 A map at another resolution than the mask (a 7x7 Grad-CAM against a 64x64
 mask) is resized bilinearly to the mask's size (`jax.image.resize`, half-pixel
-centres, as CAM papers upsample), so both metrics are read at mask resolution.
+centers, as CAM papers upsample), so both metrics are read at mask resolution.
 """
 
 import functools

@@ -1,13 +1,13 @@
-"""Location instability and part interpretability of filters (Interpretable CNNs, Zhang et al., CVPR 2018).
+"""Location instability of filters (Interpretable CNNs, Zhang et al., CVPR 2018).
 
 Location instability asks whether a filter fires on the same object part in
 every image. It follows the official evaluation (`computeStability.m` and
 `getDistSqrtVar.m` of zqs1022/interpretableCNN):
 
   1. each filter's peak on each image: the argmax of its feature map, mapped to
-     image pixels at the centre of the unit's receptive field; its score is the
-     peak value (`peak_positions`, `peaks_in_image`, or `filter_peaks` for both
-     on a model);
+     image pixels at the center of the unit's receptive field; its score is the
+     peak value (`interp.ops.map_peaks`, `peaks_in_image`, or `filter_peaks`
+     for both on a model);
   2. for each filter and landmark: the images where the landmark is visible,
      by the filter's score, best first, the first `top` kept; the deviation is
      the standard deviation (ddof=1) of the distance between peak and landmark;
@@ -21,8 +21,8 @@ better (0 for a peak that moves rigidly with the part).
     peaks = metrics.filter_peaks(model, "relu4", ds, num_examples=512)
     result = metrics.location_instability(*peaks, landmarks[:, parts], visible[:, parts], (64, 64))
 
-Part interpretability (`part_interpretability`) is each filter's best IoU with
-a part concept in a Network Dissection of the layer (Bau et al., CVPR 2017).
+Part interpretability, each filter's best IoU with a part concept, is a Network
+Dissection of the layer: `interp.dissect.part_interpretability`.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from interp import dissect, nets
+from interp import nets
 from interp._checks import check_positive_int
 from interp.data.stream import BatchSource, batch_images, check_source, check_span, pass_indices
-from interp.layers import interpretable
 from interp.nets import ReceptiveField, receptive_fields
+from interp.ops import map_peaks
 
 
 class Peaks(NamedTuple):
@@ -47,7 +47,7 @@ class Peaks(NamedTuple):
 
     Attributes:
       positions: float32 [N, C, 2] (row, col) in image pixels, pixel (r, c)
-        centred at (r, c) (as SynthParts landmarks).
+        centered at (r, c) (as SynthParts landmarks).
       scores: float32 [N, C] the peak values.
     """
 
@@ -73,49 +73,16 @@ class LocationInstability(NamedTuple):
     per_part: np.ndarray
 
 
-class PartInterpretability(NamedTuple):
-    """Part interpretability of a layer from its Network Dissection.
-
-    Attributes:
-      value: mean of `per_filter` over the filters.
-      per_filter: float64 [K] each filter's best IoU among the part concepts.
-      part: int [K] global concept index of that best part
-        (`dissection.concepts.names[part[k]]`).
-      dissection: the layer's `interp.dissect.LayerDissection`.
-    """
-
-    value: float
-    per_filter: np.ndarray
-    part: np.ndarray
-    dissection: Any
-
-
-@jax.jit
-def peak_positions(maps: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Each filter's argmax on each map.
-
-    Args:
-      maps: [N, h, w, C] feature maps.
-
-    Returns:
-      (positions int32 [N, C, 2] (i, j) unit indices, scores [N, C] the peak
-      values). Ties go to the first maximum in row-major order.
-    """
-    if maps.ndim != 4:
-        raise ValueError(f"maps: expected feature maps [N, h, w, C], got shape {list(maps.shape)}")
-    return interpretable.peak_positions(maps, "argmax"), maps.max(axis=(1, 2))
-
-
 def peaks_in_image(positions: jax.Array, field: ReceptiveField) -> jax.Array:
-    """Unit indices to image pixels: the centre of each unit's receptive field.
+    """Unit indices to image pixels: the center of each unit's receptive field.
 
     Args:
-      positions: int [..., 2] (i, j) unit indices, e.g. from `peak_positions`.
+      positions: int [..., 2] (i, j) unit indices, e.g. from `interp.ops.map_peaks`.
       field: the layer's receptive field (`interp.nets.receptive_fields`).
 
     Returns:
       float32 [..., 2] (row, col) `start + index * stride + (size - 1) / 2`
-      per axis, pixel (r, c) centred at (r, c).
+      per axis, pixel (r, c) centered at (r, c).
     """
     if np.ndim(positions) < 1 or np.shape(positions)[-1] != 2:
         raise ValueError(f"positions: expected unit indices [..., 2], got shape {list(np.shape(positions))}")
@@ -126,7 +93,7 @@ def peaks_in_image(positions: jax.Array, field: ReceptiveField) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames="layer")
 def _peaks_step(model: nets.Model, images: jax.Array, layer: str) -> tuple[jax.Array, jax.Array]:
-    return peak_positions(model.activations(images, layer)[layer])
+    return map_peaks(model.activations(images, layer)[layer])
 
 
 def filter_peaks(model: Any, layer: str, data: BatchSource, *, batch_size: int = 64,
@@ -190,7 +157,7 @@ def location_instability(
 
     Args:
       peaks: float [N, C, 2] (row, col) peak of each filter on each image, in
-        pixels (`filter_peaks`, or `peaks_in_image(peak_positions(maps)[0], field)`).
+        pixels (`filter_peaks`, or `peaks_in_image(ops.map_peaks(maps)[0], field)`).
       scores: [N, C] the peak values.
       landmarks: float [N, P, 2] (row, col) part positions in the same pixels.
       visible: bool [N, P] where each landmark is valid.
@@ -271,30 +238,3 @@ def _check_size(image_size) -> tuple[int, int]:
     if len(size) != 2 or not all(s > 0 for s in size):
         raise ValueError(f"image_size: expected (H, W), two positive numbers, got {image_size!r}")
     return size
-
-
-def part_interpretability(model: Any, layer: str, data: Any, **dissect_options) -> PartInterpretability:
-    """Each filter's best IoU with a part concept, from a Network Dissection of `layer`.
-
-    Args:
-      model: a `nets.Model` or anything `nets.as_model` accepts.
-      layer: one layer name, with activations [b, h, w, K].
-      data: concept data with a "part" category (`interp.dissect.SynthPartsConcepts`,
-        `BrodenConcepts`).
-      **dissect_options: passed to `interp.dissect.dissect` (quantile,
-        convention, upsampling, batch_size, ...).
-
-    Returns:
-      `PartInterpretability(value, per_filter [K], part [K], dissection)`;
-      higher is better.
-    """
-    if not isinstance(layer, str):
-        raise ValueError(f"layer: expected one layer name, got {layer!r}")
-    categories = tuple(data.concepts.categories)
-    if "part" not in categories:
-        raise ValueError(f"data: expected concepts with a 'part' category, got categories {categories}")
-    result = dissect.dissect(model, data, layer, **dissect_options)[layer]
-    concepts, scores = result.best_per_category
-    j = categories.index("part")
-    per_filter = np.asarray(scores[j], np.float64)
-    return PartInterpretability(float(per_filter.mean()), per_filter, np.asarray(concepts[j]), result)

@@ -99,7 +99,7 @@ def local_response_norm(
     """Cross-channel local response normalization (Krizhevsky et al., 2012).
 
     Computes `x / (k + alpha / size * sum_{window} x**2) ** beta`, the window
-    being `size` neighbouring channels, zero-padded at the ends: the formula of
+    being `size` neighboring channels, zero-padded at the ends: the formula of
     Caffe's LRN layer and of `torch.nn.LocalResponseNorm`.
 
     Args:

@@ -50,7 +50,7 @@ class ReceptiveField:
 
     Attributes:
       size: (h, w) extent of the field in input pixels.
-      stride: (h, w) input pixels between neighbouring units.
+      stride: (h, w) input pixels between neighboring units.
       start: (h, w) first pixel seen by unit (0, 0); negative inside padding.
       is_global: every unit sees the whole image.
     """
@@ -61,9 +61,9 @@ class ReceptiveField:
     is_global: bool = False
 
     def center(self, i, j) -> tuple[Any, Any]:
-        """Centre (row, col) in input pixels of unit (i, j): `start + i * stride + (size - 1) / 2`.
+        """Center (row, col) in input pixels of unit (i, j): `start + i * stride + (size - 1) / 2`.
 
-        `i`, `j` may be ints or integer arrays; the centre is fractional (x.5)
+        `i`, `j` may be ints or integer arrays; the center is fractional (x.5)
         for even sizes.
         """
         return (

@@ -2,11 +2,11 @@
 (`interp.ops.jaxprs`: call bodies, equation walking, the interpreter behind
 layer names, tap lookup), backward-rule rewrites (deconvnet and guided ReLUs),
 a max-pool whose derivative follows its argmax switches, running top-k
-accumulators, and `for_speed`, which applies the rewrites that only change
-speed on the platform where they help (`reduce_window` max-pools through that
-max-pool, convolution kernels laid out for XLA:CPU's fast path inside loops,
-JAX's threefry random bits drawn in one fused pass; each also callable
-alone)."""
+accumulators, each channel's peak on a feature map (`map_peaks`), and
+`for_speed`, which applies the rewrites that only change speed on the platform
+where they help (`reduce_window` max-pools through that max-pool, convolution
+kernels laid out for XLA:CPU's fast path inside loops, JAX's threefry random
+bits drawn in one fused pass; each also callable alone)."""
 
 from interp.ops.backward_rules import (
     RewrittenFn,
@@ -17,6 +17,7 @@ from interp.ops.backward_rules import (
 )
 from interp.ops.conv_layout import with_canonical_conv_kernels
 from interp.ops.maxpool import max_pool, with_switch_max_pools
+from interp.ops.peaks import map_peaks
 from interp.ops.prng import with_unrolled_threefry
 from interp.ops.speed import for_speed
 from interp.ops.topk import TopK, top_k_init, top_k_update
@@ -27,6 +28,7 @@ __all__ = [
     "deconvnet_relu",
     "for_speed",
     "guided_relu",
+    "map_peaks",
     "max_pool",
     "relu_equations",
     "top_k_init",

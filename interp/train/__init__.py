@@ -1,7 +1,7 @@
 """Training: one optax loop over a batch source, data-parallel over an `interp.sharding` mesh, resumable.
 
     loss = train.classification_loss() + layers.icnn_loss(0.02, "single")
-    state = train.train(module, optax.adam(2e-3), data, loss=loss, num_steps=..., batch_size=..., workdir=...)
+    state = train.fit(module, optax.adam(2e-3), data, loss=loss, num_steps=..., batch_size=..., workdir=...)
     model = state.model()
 
 Losses are factories returning a `Loss` (see `interp.train.losses` for the
@@ -11,7 +11,7 @@ update on its own.
 
 from interp.train.checkpoint import CheckpointError, Checkpoints
 from interp.train.losses import Forward, Loss, classification_loss
-from interp.train.loop import make_evaluator, read_metrics, train
+from interp.train.loop import fit, make_evaluator, read_metrics
 from interp.train.state import TrainState, create_train_state
 from interp.train.step import make_train_step
 
@@ -23,8 +23,8 @@ __all__ = [
     "TrainState",
     "classification_loss",
     "create_train_state",
+    "fit",
     "make_evaluator",
     "make_train_step",
     "read_metrics",
-    "train",
 ]

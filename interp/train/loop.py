@@ -1,10 +1,10 @@
 """The generic optax training loop: sharded steps, checkpoints, resumable, logged.
 
-    state = train(module, optax.adam(2e-3), SynthParts(seed=0), num_steps=400, batch_size=32,
-                  workdir="runs/x", shuffle=False)
+    state = fit(module, optax.adam(2e-3), SynthParts(seed=0), num_steps=400, batch_size=32,
+                workdir="runs/x", shuffle=False)
     model = state.model()
 
-`train` reads a batch source (`interp.data.stream`): global batch `step`
+`fit` reads a batch source (`interp.data.stream`): global batch `step`
 holds the examples `epoch_indices(step, batch_size, len(data), seed,
 shuffle=...)`, and each process asks the source only for its own rows of it.
 """
@@ -33,7 +33,7 @@ from interp.train.step import make_eval_step, make_train_step, summarize
 EvalFn = Callable[[TrainState], dict[str, float]]
 
 
-def train(
+def fit(
     module: nn.Module,
     optimizer: optax.GradientTransformation,
     data: BatchSource,
@@ -175,7 +175,7 @@ def make_evaluator(data: BatchSource, batch_size: int, *, num_examples: int | No
         totals = None
         for indices, valid in pass_indices(num_examples, batch_size):
             batch = {**data.batch(indices[rows]), "weight": valid[rows].astype(np.float32)}
-            # Fetched batch by batch: one program in flight, as in `train`.
+            # Fetched batch by batch: one program in flight, as in `fit`.
             counts = jax.device_get(eval_step(state, meshlib.shard_batch(batch, mesh)))
             totals = counts if totals is None else jax.tree.map(lambda a, b: a + b, totals, counts)
         return summarize(totals)

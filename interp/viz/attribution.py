@@ -69,7 +69,7 @@ def prediction_title(label: int, probabilities: np.ndarray, class_names: Sequenc
 
 # The grid's geometry, in inches: square cells, a margin left for the row
 # titles, one above for column titles (and the figure's title), one below for
-# the colour bars, their ticks and their labels' lines.
+# the color bars, their ticks and their labels' lines.
 CELL, GAP, LEFT, RIGHT, TOP, BAR, BAR_GAP, LINE, TITLE_LINE = 1.5, 0.08, 1.3, 0.15, 0.3, 0.13, 0.4, 0.15, 0.19
 
 
@@ -82,12 +82,12 @@ def attribution_grid(
     overlay: Sequence[str] = (),
     title: str = "",
 ) -> Figure:
-    """Images in the first column, then one column per method, with the colour scale below.
+    """Images in the first column, then one column per method, with the color scale below.
 
     Every map is drawn as `heatmap` makes it: absolute values (summed over
     channels), each map divided by its own 99th percentile and clipped to 1,
-    so colours compare places within a map, not maps with each other. The
-    colour bars say so. Each row is titled by `prediction_title`.
+    so colors compare places within a map, not maps with each other. The
+    color bars say so. Each row is titled by `prediction_title`.
 
     Args:
       images: [n, h, w, 3] in [0, 1].
@@ -109,7 +109,7 @@ def attribution_grid(
             f"got {list(np.shape(labels))} and {list(np.shape(probabilities))}"
         )
     alone = [name for name in maps if name not in overlay]
-    bars = _colour_bars(alone, [name for name in maps if name in overlay], columns)
+    bars = _color_bars(alone, [name for name in maps if name in overlay], columns)
     width = LEFT + columns * CELL + (columns - 1) * GAP + RIGHT
     # About 11 characters of 10-point text per inch.
     title = textwrap.fill(title, int(width * 11))
@@ -149,8 +149,8 @@ def attribution_grid(
     return fig
 
 
-def _colour_bars(alone: list[str], overlaid: list[str], columns: int) -> list[tuple[str, str, float, float]]:
-    """`(colour map, wrapped label, alpha, width in inches)` of one colour bar per colour map in use.
+def _color_bars(alone: list[str], overlaid: list[str], columns: int) -> list[tuple[str, str, float, float]]:
+    """`(color map, wrapped label, alpha, width in inches)` of one color bar per color map in use.
 
     The bars share the width of the map columns, side by side.
     """

@@ -44,30 +44,30 @@ def part_overlay_grid(
     Args:
       images: [n, h, w, 3] in [0, 1].
       part_masks: [n, h, w] int, 0 for background, k for part `part_names[k-1]`.
-      landmarks: [n, P, 2] (row, col) pixel positions of the part centres.
+      landmarks: [n, P, 2] (row, col) pixel positions of the part centers.
       landmark_visible: [n, P] bool.
       titles: n strings (e.g. class names).
       part_names: the P part names.
     """
     n = len(images)
-    colours = plt.get_cmap("tab20")(np.arange(len(part_names)) % 20)
+    colors = plt.get_cmap("tab20")(np.arange(len(part_names)) % 20)
     fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.2), squeeze=False)
     for i in range(n):
         axes[0, i].imshow(images[i])
         axes[0, i].set_title(titles[i], fontsize=9)
         overlay = np.asarray(images[i]).copy()
         inside = part_masks[i] > 0
-        overlay[inside] = 0.35 * overlay[inside] + 0.65 * colours[part_masks[i][inside] - 1, :3]
+        overlay[inside] = 0.35 * overlay[inside] + 0.65 * colors[part_masks[i][inside] - 1, :3]
         axes[1, i].imshow(overlay)
         for p in np.flatnonzero(landmark_visible[i]):
             row, col = landmarks[i, p]
-            axes[1, i].plot(col, row, "o", ms=5, mfc=colours[p], mec="black", mew=0.8)
+            axes[1, i].plot(col, row, "o", ms=5, mfc=colors[p], mec="black", mew=0.8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     axes[1, 0].set_ylabel("parts + landmarks", fontsize=9)
     present = sorted({int(k) for k in np.unique(part_masks) if k > 0})
-    handles = [plt.Line2D([], [], ls="", marker="s", mfc=colours[k - 1], mec="none") for k in present]
+    handles = [plt.Line2D([], [], ls="", marker="s", mfc=colors[k - 1], mec="none") for k in present]
     fig.legend(handles, [part_names[k - 1] for k in present], loc="lower center", ncol=min(len(present), 8), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig

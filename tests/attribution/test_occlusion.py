@@ -35,16 +35,16 @@ def test_linear_model_matches_hand_computation():
     x = np.asarray(jax.random.uniform(jax.random.key(0), (1, 5, 6, 2)))
     w = np.asarray(jax.random.normal(jax.random.key(1), (5, 6, 2)))
     fn = lambda x: (x * w[None]).sum(axis=(1, 2, 3))
-    window, stride, grey = (2, 3), (2, 2), 0.5
-    # By hand: each window's drop is sum over it of (x - grey) * w; a pixel
+    window, stride, gray = (2, 3), (2, 2), 0.5
+    # By hand: each window's drop is sum over it of (x - gray) * w; a pixel
     # gets the mean drop of the windows covering it (row 4 is covered by none).
     total, count = np.zeros((5, 6)), np.zeros((5, 6))
     for r, c in itertools.product(range(0, 4, 2), range(0, 4, 2)):
-        drop = ((x[0, r : r + 2, c : c + 3] - grey) * w[r : r + 2, c : c + 3]).sum()
+        drop = ((x[0, r : r + 2, c : c + 3] - gray) * w[r : r + 2, c : c + 3]).sum()
         total[r : r + 2, c : c + 3] += drop
         count[r : r + 2, c : c + 3] += 1
     expected = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-    attr = occlusion(fn, window, stride, grey, chunk_size=3)(jnp.asarray(x))
+    attr = occlusion(fn, window, stride, gray, chunk_size=3)(jnp.asarray(x))
     np.testing.assert_allclose(attr[0], expected, rtol=1e-5, atol=1e-6)
 
 

@@ -24,7 +24,7 @@ def test_zero_noise_equals_the_wrapped_method(method):
     smoothed = smooth_grad(method, noise_std=0.0, samples=4)(X, target=2, key=KEY)
     # Equal up to float32 rounding (vmapped matmuls may sum in another order).
     np.testing.assert_allclose(smoothed, method(X, target=2), rtol=1e-5, atol=1e-6)
-    squared = smooth_grad(method, noise_std=0.0, samples=4, kind="square")(X, target=2, key=KEY)
+    squared = smooth_grad(method, noise_std=0.0, samples=4, mode="square")(X, target=2, key=KEY)
     np.testing.assert_allclose(squared, method(X, target=2) ** 2, rtol=1e-5, atol=1e-6)
 
 
@@ -38,18 +38,18 @@ def test_noise_is_reproducible_for_a_key_and_changes_with_it():
 
 def test_vargrad_is_nonnegative_and_is_square_minus_mean_squared():
     method = saliency(logits)
-    var = smooth_grad(method, samples=16, kind="var")(X, 0, key=KEY)
+    var = smooth_grad(method, samples=16, mode="var")(X, 0, key=KEY)
     mean = smooth_grad(method, samples=16)(X, 0, key=KEY)
-    square = smooth_grad(method, samples=16, kind="square")(X, 0, key=KEY)
+    square = smooth_grad(method, samples=16, mode="square")(X, 0, key=KEY)
     assert bool(jnp.all(var >= 0)) and float(var.max()) > 0
     np.testing.assert_allclose(var, jnp.maximum(square - mean**2, 0), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("kind", ["mean", "var"])
-def test_chunked_equals_unchunked(kind):
+@pytest.mark.parametrize("mode", ["mean", "var"])
+def test_chunked_equals_unchunked(mode):
     method = saliency(logits)
-    whole = smooth_grad(method, samples=10, kind=kind)(X, 3, key=KEY)
-    chunked = smooth_grad(method, samples=10, kind=kind, chunk_size=3)(X, 3, key=KEY)
+    whole = smooth_grad(method, samples=10, mode=mode)(X, 3, key=KEY)
+    chunked = smooth_grad(method, samples=10, mode=mode, chunk_size=3)(X, 3, key=KEY)
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
 
 
@@ -61,8 +61,8 @@ def test_many_targets_pass_through():
 
 
 def test_bad_options_raise_named_errors():
-    with pytest.raises(ValueError, match="kind: expected one of"):
-        smooth_grad(saliency(logits), kind="median")
+    with pytest.raises(ValueError, match="mode: expected one of"):
+        smooth_grad(saliency(logits), mode="median")
     with pytest.raises(ValueError, match="noise_std"):
         smooth_grad(saliency(logits), noise_std=-1.0)
     with pytest.raises(ValueError, match="samples"):

@@ -33,7 +33,7 @@ METHODS = {
     "integrated_gradients": lambda x, t: integrated_gradients(MODEL, 6, chunk_size=4)(x, t),
     "ig_many_baselines": lambda x, t: integrated_gradients(MODEL, 4)(x, t, jnp.stack([x * 0, x * 0 + 1])),
     "smooth_grad": lambda x, t: smooth_grad(saliency(MODEL), samples=3, chunk_size=2)(x, t, key=KEY),
-    "var_grad": lambda x, t: smooth_grad(gradient_x_input(MODEL), samples=2, kind="var")(x, t, key=KEY),
+    "var_grad": lambda x, t: smooth_grad(gradient_x_input(MODEL), samples=2, mode="var")(x, t, key=KEY),
     "occlusion": occlusion(MODEL, (8, 8), (4, 4), chunk_size=4),
     "cam": cam(MODEL, "relu4"),
     "grad_cam": grad_cam(MODEL, "relu3"),

@@ -108,7 +108,7 @@ def write_broden(root: Path, seed: int = 0) -> dict[str, Any]:
 
     Images are 20 x 24 with 10 x 12 label maps (the segmentation size differs
     from the image size, as in Broden). Images 0 and 1 are 'train', image 2 is
-    'val'. Image 0 has colour, object (with label 300 >= 256), two part maps
+    'val'. Image 0 has color, object (with label 300 >= 256), two part maps
     and scene/texture image-level labels; image 1 object and material maps;
     image 2 only a scene label.
 
@@ -344,7 +344,7 @@ def write_voc_part(root: Path, seed: int = 0) -> dict[str, Any]:
 
 
 def _voc_part_truth(image_id: str, index: int, name: str, mask: np.ndarray, parts, image: np.ndarray):
-    """Ground truth of one fixture object: its crop, masks and part-group centres."""
+    """Ground truth of one fixture object: its crop, masks and part-group centers."""
     rows, cols = np.nonzero(mask)
     top, left, bottom, right = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
     part_mask = np.zeros(mask.shape, np.int32)

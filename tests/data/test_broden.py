@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from interp.data import Reader
-from interp.data._reader import resize_nearest
+from interp.data import Reader, resize_nearest
 from interp.data.broden import Broden, decode_label_png
 from tests.data.fixtures import BRODEN_CATEGORIES, encode_label_png, write_broden
 
@@ -71,7 +70,7 @@ def test_batch_pads_ragged_maps_and_resizes_nearest(broden):
     assert batch["image"].shape == (3, 8, 8, 3)
     assert batch["seg/part"].shape == (3, 2, 8, 8)  # image 0 has two part maps
     assert batch["seg/object"].dtype == np.int32
-    assert not batch["seg/part"][1:].any()  # padding is 0 = unlabelled
+    assert not batch["seg/part"][1:].any()  # padding is 0 = unlabeled
     for row in range(2):
         original = truth["seg"][row]["object"][0]
         assert set(np.unique(batch["seg/object"][row, 0])) <= set(np.unique(original))

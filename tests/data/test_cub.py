@@ -55,7 +55,7 @@ def test_batch_scales_landmarks_and_boxes_to_new_grid(cub):
     for row, i in enumerate([3, 1]):
         height, width = truth["images"][i].shape[:2]
         scale = np.array([size / height, size / width], np.float32)
-        # Pixel centres map to pixel centres; box edges to edges.
+        # Pixel centers map to pixel centers; box edges to edges.
         np.testing.assert_allclose(batch["landmarks"][row], (truth["landmarks"][i] + 0.5) * scale - 0.5,
                                    rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(batch["bbox"][row], _expected_bbox(truth["xywh"][i]) * np.tile(scale, 2),

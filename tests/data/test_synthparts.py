@@ -75,7 +75,7 @@ def test_concept_maps_are_nonzero_exactly_on_the_object(ds, batch):
         np.testing.assert_array_equal(batch[name] > 0, obj, err_msg=name)
         assert batch[name].max() <= n
     assert ((batch["scene"] >= 0) & (batch["scene"] < len(ds.scene_names))).all()
-    # One colour and one texture per part within an image.
+    # One color and one texture per part within an image.
     for i in range(8):
         for part in set(np.unique(batch["part_mask"][i])) - {0}:
             on = batch["part_mask"][i] == part

@@ -5,7 +5,7 @@
    prepared copy of the real dataset, so known values must come back exactly.
 2. `tfds.testing.mock_data(policy=USE_CODE)`, which serves random examples of
    each builder's features through `tfds.data_source` (it patches the
-   ArrayRecordDataSource), as a check that the normalisers accept every
+   ArrayRecordDataSource), as a check that the normalizers accept every
    feature the builder declares.
 """
 
@@ -137,7 +137,7 @@ def test_missing_dataset_says_what_and_how(tmp_path):
     ("caltech_birds2011", {"image", "label", "bbox", "object_mask"}),
     ("celeb_a", {"image", "attributes", "landmarks"}),
 ])
-def test_mock_data_examples_normalise(tmp_path, name, keys):
+def test_mock_data_examples_normalize(tmp_path, name, keys):
     with tfds.testing.mock_data(num_examples=3, policy=tfds.testing.MockPolicy.USE_CODE):
         src = tfds_source(name, split="train", data_dir=tmp_path)
         assert len(src) == 3 and set(src[2]) == keys

@@ -1,4 +1,4 @@
-"""PASCAL-Part reader: object crops, part masks and part-centre landmarks read back exactly."""
+"""PASCAL-Part reader: object crops, part masks and part-center landmarks read back exactly."""
 
 import shutil
 
@@ -56,12 +56,12 @@ def test_examples_read_back_exactly(voc):
         _assert_matches(src[i], obj, ANIMAL_CLASSES)
 
 
-def test_landmarks_are_hand_computed_part_centres(voc):
+def test_landmarks_are_hand_computed_part_centers(voc):
     src = VOCPart(voc[0])
     cat, dog, horse, cow, bird = (src[i] for i in range(5))
     # Cat crop starts at image pixel (5, 8). Head: rows 0:10, cols 0:10 of the crop
-    # (the eyes lie inside it); torso: neck (3 x 6 px centred (11, 4.5)) and torso
-    # (10 x 26 px centred (17.5, 18.5)); legs: two 7 x 3 px legs centred (26, 9)
+    # (the eyes lie inside it); torso: neck (3 x 6 px centered (11, 4.5)) and torso
+    # (10 x 26 px centered (17.5, 18.5)); legs: two 7 x 3 px legs centered (26, 9)
     # and (26, 29); tail: rows 5:13, cols 32:38.
     torso = (np.array([11, 4.5]) * 18 + np.array([17.5, 18.5]) * 260) / 278
     np.testing.assert_allclose(cat["landmarks"], [[4.5, 4.5], torso, [26, 19], [8.5, 34.5]], rtol=1e-6)
@@ -70,8 +70,8 @@ def test_landmarks_are_hand_computed_part_centres(voc):
     # Dog: one part (a bare struct in the .mat), the head at rows 6:16, cols 4:14.
     np.testing.assert_allclose(dog["landmarks"], [[4.5, 4.5], [0, 0], [0, 0], [0, 0]])
     np.testing.assert_array_equal(dog["landmark_visible"], [True, False, False, False])
-    # Horse legs: upper leg + hoof (8 x 3 px centred (19.5, 7)) and a back upper leg
-    # (8 x 3 px centred (19.5, 21)) in the crop from (2, 2).
+    # Horse legs: upper leg + hoof (8 x 3 px centered (19.5, 7)) and a back upper leg
+    # (8 x 3 px centered (19.5, 21)) in the crop from (2, 2).
     np.testing.assert_allclose(horse["landmarks"][2], [19.5, 14])
     for no_parts in (cow, bird):  # parts [] (empty double) and an empty struct array
         assert not no_parts["landmark_visible"].any() and not no_parts["part_mask"].any()
@@ -141,12 +141,12 @@ def test_batch_keeps_landmarks_on_their_parts(voc):
         np.testing.assert_allclose(batch["landmarks"][row], (ex["landmarks"] + 0.5) * scale - 0.5, rtol=1e-5)
         np.testing.assert_array_equal(batch["crop_box"][row], ex["crop_box"])
         for g in [g for g in (0, 1, 3) if ex["landmark_visible"][g]]:
-            # The resized head's, torso's and tail's own centres are within half a pixel
+            # The resized head's, torso's and tail's own centers are within half a pixel
             # of the moved landmarks (legs, thin strips apart, can be sampled unevenly).
             r, c = np.nonzero(batch["part_mask"][row] == g + 1)
             np.testing.assert_allclose([r.mean(), c.mean()], batch["landmarks"][row, g], atol=0.5)
     cat = batch["landmarks"][0].round().astype(int)
-    for g in (0, 1, 3):  # head, torso and tail centres lie on their parts (legs' between two legs)
+    for g in (0, 1, 3):  # head, torso and tail centers lie on their parts (legs' between two legs)
         assert batch["part_mask"][0][cat[g, 0], cat[g, 1]] == g + 1
 
 

@@ -10,15 +10,15 @@ def brute_force_counts(on_maps, ids, masks, valid, category_of, num_concepts, nu
     units = on_maps.shape[-1]
     counts = zero_counts(units, num_concepts, num_categories)
     for b in np.flatnonzero(valid):
-        labelled = [(c, m) for c, m in zip(ids[b], masks[b]) if m.any()]
-        for c, m in labelled:
+        labeled = [(c, m) for c, m in zip(ids[b], masks[b]) if m.any()]
+        for c, m in labeled:
             counts.truth[c] += m.sum()
-        has_category = {category_of[c] for c, _ in labelled} - {-1}
+        has_category = {category_of[c] for c, _ in labeled} - {-1}
         for k in range(units):
             on = on_maps[b, :, :, k]
             counts.activation[k] += on.sum()
             overlapping = set()
-            for c, m in labelled:
+            for c, m in labeled:
                 counts.intersection[k, c] += (on & m).sum()
                 if (on & m).any() and category_of[c] >= 0:
                     overlapping.add(category_of[c])

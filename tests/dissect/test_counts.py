@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from interp import dissect
+from interp.dissect.quantile import thresholds_from_top, top_values_init, top_values_update, values_needed
 from interp.dissect.tally import Accumulator, _list_true, _pack_bits, _popcount, _running_count, zero_counts
+from interp.dissect.upsample import interpolation_matrix, unit_positions
 from interp.nets import ReceptiveField
 from interp.sharding import batch_sharding, data_mesh
 from tests.dissect.reference import brute_force_counts
@@ -23,23 +25,23 @@ def test_streaming_thresholds_equal_numpy_quantile(total_images, quantile, seed,
     if ties:  # ReLU maps: most values are exactly zero
         acts = np.maximum(acts, 0.0)
     total = total_images * 5 * 4
-    top = dissect.top_values_init(3, dissect.values_needed(total, quantile))
+    top = top_values_init(3, values_needed(total, quantile))
     for start in range(0, total_images, 2):  # batches of 2, the last one padded
         batch = np.zeros((2, 5, 4, 3), np.float32)
         rows = acts[start:start + 2]
         batch[:len(rows)] = rows
-        top = dissect.top_values_update(top, jnp.asarray(batch), jnp.arange(2) < len(rows))
+        top = top_values_update(top, jnp.asarray(batch), jnp.arange(2) < len(rows))
     expected = np.quantile(acts.reshape(-1, 3).astype(np.float64), 1 - quantile, axis=0)
-    np.testing.assert_allclose(dissect.thresholds_from_top(np.asarray(top), total, quantile), expected,
+    np.testing.assert_allclose(thresholds_from_top(np.asarray(top), total, quantile), expected,
                                rtol=1e-6, atol=1e-7)
 
 
 def test_thresholds_need_enough_top_values():
-    assert dissect.values_needed(1000, 0.005) == 6  # position 994.005 reads the 6th and 5th largest
+    assert values_needed(1000, 0.005) == 6  # position 994.005 reads the 6th and 5th largest
     with pytest.raises(ValueError, match="top: expected the 6 largest of 1000 values per unit, got 5"):
-        dissect.thresholds_from_top(np.ones((2, 5)), 1000, 0.005)
+        thresholds_from_top(np.ones((2, 5)), 1000, 0.005)
     with pytest.raises(ValueError, match=r"quantile: expected a float in \(0, 1\)"):
-        dissect.values_needed(10, 1.5)
+        values_needed(10, 1.5)
 
 
 def test_resize_upsampling_equals_pil_bilinear():
@@ -50,20 +52,20 @@ def test_resize_upsampling_equals_pil_bilinear():
     np.testing.assert_allclose(rows @ small @ cols.T, pil, atol=1e-5)
 
 
-def test_receptive_field_upsampling_interpolates_between_field_centres():
-    # Units every 4 input pixels, fields 7 wide starting at -3: centres at 0, 4, 8, ...
+def test_receptive_field_upsampling_interpolates_between_field_centers():
+    # Units every 4 input pixels, fields 7 wide starting at -3: centers at 0, 4, 8, ...
     field = ReceptiveField(size=(7, 7), stride=(4, 4), start=(-3, -3))
-    positions = dissect.unit_positions(4, 16, 16, "receptive_field", field)
+    positions = unit_positions(4, 16, 16, "receptive_field", field)
     np.testing.assert_allclose(positions, [0, 4, 8, 12])
-    matrix = dissect.interpolation_matrix(positions, 16)
+    matrix = interpolation_matrix(positions, 16)
     values = np.array([1.0, 2.0, 4.0, 8.0])
-    expected = np.interp(np.arange(16), [0, 4, 8, 12], values)  # clamped past the last centre
+    expected = np.interp(np.arange(16), [0, 4, 8, 12], values)  # clamped past the last center
     np.testing.assert_allclose(matrix @ values, expected, rtol=1e-6)
-    # A segmentation at half the input's resolution sees the same centres halved.
-    np.testing.assert_allclose(dissect.unit_positions(4, 8, 16, "receptive_field", field),
+    # A segmentation at half the input's resolution sees the same centers halved.
+    np.testing.assert_allclose(unit_positions(4, 8, 16, "receptive_field", field),
                                [-0.25, 1.75, 3.75, 5.75])
     with pytest.raises(ValueError, match="upsampling: expected one of"):
-        dissect.unit_positions(4, 8, 16, "nearest")
+        unit_positions(4, 8, 16, "nearest")
 
 
 def _random_problem(rng, num_categories=3, num_concepts=9):
@@ -109,7 +111,7 @@ def test_counts_and_iou_equal_brute_force_for_both_conventions(seed, groups):
 
 @pytest.mark.parametrize("upsampling, height", [("resize", None), ("resize", 4), ("receptive_field", None)])
 def test_bands_hold_the_upsampling_matrices(upsampling, height):
-    field = ReceptiveField(size=(9, 9), stride=(4, 4), start=(-4, -4))  # centres on pixels 0, 4, 8, ...
+    field = ReceptiveField(size=(9, 9), stride=(4, 4), start=(-4, -4))  # centers on pixels 0, 4, 8, ...
     rows, cols = dissect.upsampling_matrices((6, 7), (37, 45), (24, 28), upsampling, field)
     bands = dissect.bands(rows, cols, height)
     num_bands, band_height, _ = bands.weights.shape
@@ -135,7 +137,7 @@ def _sparse_problem(rng, upsampling):
     acts[..., :4] = 0  # dead units: threshold 0, never on
     thresholds = np.quantile(acts, 0.9, axis=(0, 1, 2)).astype(np.float32)
     thresholds[16:24] = np.quantile(acts[..., 16:24], 0.3, axis=(0, 1, 2))  # below zero: on at most pixels
-    # Just below the maximum: on only where a pixel takes a unit's value (a centre on a pixel, a clamped border).
+    # Just below the maximum: on only where a pixel takes a unit's value (a center on a pixel, a clamped border).
     thresholds[40:] = np.nextafter(acts[..., 40:].max((0, 1, 2)), -np.inf)
     field = ReceptiveField(size=(9, 9), stride=(4, 4), start=(-4, -4))
     rows, cols = dissect.upsampling_matrices((h, w), seg, (24, 28), upsampling, field)

@@ -11,8 +11,7 @@ import pytest
 from jax import lax
 
 from interp import dissect, nets
-from interp.data import Broden, SynthParts
-from interp.data._reader import resize_nearest
+from interp.data import Broden, SynthParts, resize_nearest
 from interp.sharding import data_mesh
 from tests.data.fixtures import write_broden
 from tests.dissect.reference import brute_force_counts

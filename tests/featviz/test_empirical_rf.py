@@ -33,7 +33,7 @@ def test_empirical_field_of_a_known_window(patch):
     rf = receptive_fields(window_net, images)["win"]
     assert rf == ReceptiveField((5, 5), (2, 2), (0, 0))
     result = np.asarray(empirical_receptive_field(window_net, "win", 0, images, key=jax.random.key(7), patch=patch, stride=1))
-    # Re-centred, every window covers rows/cols side // 2 - 2 .. side // 2 + 2; a
+    # Re-centered, every window covers rows/cols side // 2 - 2 .. side // 2 + 2; a
     # patch changes the unit when it overlaps the window, so the support grows by patch - 1.
     expected = np.zeros((side, side), bool)
     lo, hi = side // 2 - 2 - (patch - 1), side // 2 + 2 + (patch - 1)

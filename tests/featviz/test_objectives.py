@@ -47,7 +47,7 @@ def test_reference_values():
     a3, logits, x = np.asarray(acts["relu3"]), np.asarray(acts["logits"]), np.asarray(acts[fv.INPUT])
     cases = {
         "neuron": (fv.neuron("relu3", 3, (1, 4)), a3[:, 1, 4, 3]),
-        "neuron at the centre": (fv.neuron("relu3", 3), a3[:, 2, 3, 3]),
+        "neuron at the center": (fv.neuron("relu3", 3), a3[:, 2, 3, 3]),
         "channel": (fv.channel("relu3", 3), a3[..., 3].mean((1, 2))),
         "dense channel": (fv.as_objective("logits:2"), logits[:, 2]),
         "deepdream": (fv.deepdream("relu3"), (a3**2).mean((1, 2, 3))),
@@ -79,7 +79,7 @@ def test_direction_and_cosine_variant():
 def test_activation_match_is_maximal_at_the_target_for_cosine():
     acts = random_acts(2)
     target = acts["relu3"][1]
-    scores = fv.activation_match("relu3", target, kind="cosine")(acts)
+    scores = fv.activation_match("relu3", target, mode="cosine")(acts)
     np.testing.assert_allclose(scores[1], 1.0, rtol=1e-5)
     assert np.all(np.asarray(scores)[[0, 2]] < 0.5)
     dots = fv.activation_match("relu3", target)(acts)
@@ -100,9 +100,9 @@ def test_alignment_matches_the_hand_formula():
     np.testing.assert_allclose(fv.alignment("a")({"a": jnp.asarray(a)}), expected, rtol=1e-5)
 
 
-def test_blur_gradient_is_the_high_pass_of_the_image():
+def test_blur_penalty_gradient_is_the_high_pass_of_the_image():
     x = jax.random.uniform(jax.random.key(3), (1, 6, 6, 3))
-    grad = jax.grad(lambda x: fv.blur()({fv.INPUT: x}).sum())(x)
+    grad = jax.grad(lambda x: fv.blur_penalty()({fv.INPUT: x}).sum())(x)
     padded = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     blurred = sum(padded[:, i : i + 6, j : j + 6] for i in range(3) for j in range(3)) / 9
     np.testing.assert_allclose(grad, np.asarray(x) - blurred, rtol=1e-5, atol=1e-6)
@@ -124,7 +124,7 @@ def test_bad_objectives_raise_named_errors():
         fv.Objective(lambda acts: acts["relu3"].sum(), ("relu3",))(acts)
     with pytest.raises(ValueError, match="needs a batch of at least 2"):
         fv.diversity("relu3")({"relu3": acts["relu3"][:1]})
-    with pytest.raises(ValueError, match="kind"):
-        fv.activation_match("relu3", acts["relu3"][0], kind="l2")
+    with pytest.raises(ValueError, match="mode"):
+        fv.activation_match("relu3", acts["relu3"][0], mode="l2")
     with pytest.raises(TypeError):
         fv.channel("relu3", 0) + 1.0

@@ -1,4 +1,4 @@
-"""Parameterizations: valid range, round trips, and the estimated colour decorrelation."""
+"""Parameterizations: valid range, round trips, and the estimated color decorrelation."""
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,7 @@ def test_from_image_inverts_to_image(name):
     np.testing.assert_allclose(param.to_image(param.from_image(images)), images, atol=1e-4)
 
 
-def test_fourier_start_is_smooth_grey_with_low_frequencies_dominating():
+def test_fourier_start_is_smooth_gray_with_low_frequencies_dominating():
     param = fv.fourier(32, batch=1, sd=0.05, decorrelate=False)
     image = np.asarray(param.to_image(param.init(jax.random.key(2))))[0, :, :, 0]
     assert abs(image.mean() - 0.5) < 0.05

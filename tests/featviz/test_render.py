@@ -32,7 +32,7 @@ def channel_mean(model, images, layer, c):
     return np.asarray(model.activations(images, layer)[layer][..., c].mean((1, 2)))
 
 
-@pytest.mark.parametrize("layer", ["conv3", "conv4"])  # pre-ReLU, as Lucid renders: a ReLU unit silent at the grey start has no gradient
+@pytest.mark.parametrize("layer", ["conv3", "conv4"])  # pre-ReLU, as Lucid renders: a ReLU unit silent at the gray start has no gradient
 def test_rendered_channel_far_exceeds_its_best_dataset_example(model, dataset_channel_means, layer):
     means = dataset_channel_means[layer]
     c = int(means.mean(0).argmax())  # a channel the data does excite

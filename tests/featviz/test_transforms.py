@@ -36,11 +36,11 @@ def test_unit_scale_and_zero_rotation_are_the_identity():
     np.testing.assert_allclose(fv.random_rotate([0])(key, IMAGES), IMAGES, atol=1e-6)
 
 
-def test_quarter_turn_equals_rot90_and_scale_two_zooms_on_the_centre():
+def test_quarter_turn_equals_rot90_and_scale_two_zooms_on_the_center():
     turned = fv.random_rotate([90])(jax.random.key(3), IMAGES)
     np.testing.assert_allclose(turned, np.rot90(IMAGES, k=1, axes=(1, 2)), atol=1e-5)
     zoomed = np.asarray(fv.random_scale([2.0])(jax.random.key(3), IMAGES))
-    np.testing.assert_allclose(zoomed[:, 4, 4], IMAGES[:, 4, 4], atol=1e-6)  # the centre stays
+    np.testing.assert_allclose(zoomed[:, 4, 4], IMAGES[:, 4, 4], atol=1e-6)  # the center stays
     np.testing.assert_allclose(zoomed[:, 4, 6], IMAGES[:, 4, 5], atol=1e-6)  # 2 px out is 1 px out
 
 
@@ -52,7 +52,7 @@ def test_scale_rotate_in_one_resampling_reduces_to_each_alone():
     np.testing.assert_allclose(
         fv.random_scale_rotate([2.0], [0])(key, IMAGES), fv.random_scale([2.0])(key, IMAGES), atol=1e-6
     )
-    # Zoom 2 then a counterclockwise quarter turn: 2 px right of the centre shows what was 1 px below it.
+    # Zoom 2 then a counterclockwise quarter turn: 2 px right of the center shows what was 1 px below it.
     both = np.asarray(fv.random_scale_rotate([2.0], [90])(key, IMAGES))
     np.testing.assert_allclose(both[:, 4, 6], IMAGES[:, 5, 4], atol=1e-6)
 

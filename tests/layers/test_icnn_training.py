@@ -20,8 +20,8 @@ def run(workdir, interpretable: bool):
     # The filter loss is logged for both networks: the ordinary one through a zero-weight term.
     loss = trainlib.classification_loss() + layers.icnn_loss(0.02 if interpretable else 0.0, "multi")
     # SynthParts' examples are independent draws: read in index order, as before.
-    trainlib.train(module, optax.adam(2e-3), data, loss=loss, num_steps=STEPS, batch_size=BATCH, workdir=workdir,
-                   shuffle=False, checkpoint_every=STEPS, log_every=50, evaluate=evaluate, progress=False)
+    trainlib.fit(module, optax.adam(2e-3), data, loss=loss, num_steps=STEPS, batch_size=BATCH, workdir=workdir,
+                 shuffle=False, checkpoint_every=STEPS, log_every=50, evaluate=evaluate, progress=False)
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["split"] == "train"]
     return train, [r for r in records if r["split"] == "val"][-1]

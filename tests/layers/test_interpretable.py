@@ -10,6 +10,7 @@ import pytest
 
 from interp import layers
 from interp import train as trainlib
+from interp.layers.icnn import update_class_means
 
 
 def test_templates_equal_the_formula():
@@ -48,18 +49,18 @@ def test_the_mask_follows_the_peak_and_silences_the_rest():
         assert out[b][~far, c].min() > 0
 
 
-def test_centre_of_mass_peaks_and_the_official_mask():
+def test_center_of_mass_peaks_and_the_official_mask():
     maps = np.zeros((1, 5, 5, 2), np.float32)
-    maps[0, 1, 1, 0], maps[0, 1, 3, 0] = 1.0, 1.0  # centre of mass (1, 2)
+    maps[0, 1, 1, 0], maps[0, 1, 3, 0] = 1.0, 1.0  # center of mass (1, 2)
     maps[0, 4, 4, 1] = 3.0
-    positions = layers.peak_positions(jnp.asarray(maps), "centre_of_mass")
+    positions = layers.peak_positions(jnp.asarray(maps), "center_of_mass")
     assert positions.tolist() == [[[1, 2], [4, 4]]]
     mask = layers.template_masks(positions, (5, 5), jnp.array([1.0, 2.0]), "official")
     # linspace(-1, 1, 5) has steps of 0.5: one cell away is distance 0.5.
     assert mask[0, 1, 3, 0] == pytest.approx(1 - 1.0 * 0.5)
     assert mask[0, 3, 4, 1] == pytest.approx(1 - 2.0 * 0.5)
     assert mask[0, 0, 0, 1] == -1.0
-    with pytest.raises(ValueError, match="method: expected 'argmax' or 'centre_of_mass'"):
+    with pytest.raises(ValueError, match="mode: expected 'argmax' or 'center_of_mass'"):
         layers.peak_positions(jnp.asarray(maps), "mode")
 
 
@@ -112,9 +113,9 @@ def test_beta_target_is_three_over_the_spread_clamped():
 def test_class_means_start_at_the_first_batch_and_then_move_slowly():
     means = jnp.zeros((3, 2))
     peaks = jnp.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]])
-    means = layers.update_class_means(means, peaks, jnp.array([0, 0, 2]), 0.9)
+    means = update_class_means(means, peaks, jnp.array([0, 0, 2]), 0.9)
     np.testing.assert_allclose(means, [[2.0, 1.0], [0.0, 0.0], [5.0, 5.0]])
-    means = layers.update_class_means(means, jnp.array([[12.0, 11.0]]), jnp.array([0]), 0.9)
+    means = update_class_means(means, jnp.array([[12.0, 11.0]]), jnp.array([0]), 0.9)
     np.testing.assert_allclose(means, [[3.0, 2.0], [0.0, 0.0], [5.0, 5.0]])
 
 

@@ -40,7 +40,7 @@ def test_curves_start_and_end_at_image_and_baseline(make):
     fn, x, exact = _linear_setup(1)
     curves = make(fn, steps=7, baseline="blur", blur_sigma=2.0)(x, exact, target=jnp.zeros((B,), jnp.int32))
     prob = lambda img: jax.nn.softmax(fn(img), axis=1)[:, 0]  # noqa: E731
-    full, base = prob(x), prob(metrics.blur(x, 2.0))
+    full, base = prob(x), prob(metrics.gaussian_blur(x, 2.0))
     first, last = (full, base) if make is metrics.deletion else (base, full)
     assert curves.scores.shape == (B, 8)
     np.testing.assert_allclose(curves.scores[:, 0], first, rtol=1e-5)

@@ -10,10 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jax import lax
 
-from interp import dissect, metrics, nets
+from interp import metrics, nets, ops
 from interp.data import in_memory
 from interp.nets import ReceptiveField, receptive_fields
-from tests.dissect.test_dissect import SYNTH, PlantedImages, pooled_by_2
 
 ALL_VISIBLE = np.ones((4, 2), bool)
 
@@ -91,25 +90,25 @@ def test_a_landmark_seen_on_fewer_than_two_images_leaves_no_value_and_nan_filter
     assert result.value == result.per_filter[0] == pytest.approx(math.sqrt(20 / 3) / 5, rel=1e-12)
 
 
-def test_peak_positions_map_to_the_centre_of_the_receptive_field():
+def test_peak_positions_map_to_the_center_of_the_receptive_field():
     maps = np.zeros((2, 3, 4, 2), np.float32)
     maps[0, 2, 1, 0] = 5.0
     maps[0, 1, 3, 1] = 1.0
     maps[0, :, :, 1] -= 2.0  # all negative: the maximum is -1 at (1, 3)
     maps[1, 0, 3, 0] = maps[1, 1, 0, 0] = 7.0  # a tie: row-major takes (0, 3) (column-major would take (1, 0))
     maps[1, :, :, 1] = 1.0  # constant: the first unit
-    positions, scores = metrics.peak_positions(maps)
+    positions, scores = ops.map_peaks(maps)
     np.testing.assert_array_equal(positions, [[[2, 1], [1, 3]], [[0, 3], [0, 0]]])
     np.testing.assert_array_equal(scores, [[5.0, -1.0], [7.0, 1.0]])
     assert positions.dtype == jnp.int32
-    # Unit (i, j) sees rows -1 + 2i .. 2i + 2 and columns -2 + 3j .. 3j + 3: centre (2i + 0.5, 3j + 0.5).
+    # Unit (i, j) sees rows -1 + 2i .. 2i + 2 and columns -2 + 3j .. 3j + 3: center (2i + 0.5, 3j + 0.5).
     field = ReceptiveField(size=(4, 6), stride=(2, 3), start=(-1, -2))
     np.testing.assert_array_equal(metrics.peaks_in_image(positions, field),
                                   [[[4.5, 3.5], [2.5, 9.5]], [[0.5, 9.5], [0.5, 0.5]]])
 
 
 def pooled_max(x):
-    """3 x 3 max pool, stride 2, one pixel of padding: unit (i, j) sees rows 2i - 1 .. 2i + 1, centre (2i, 2j)."""
+    """3 x 3 max pool, stride 2, one pixel of padding: unit (i, j) sees rows 2i - 1 .. 2i + 1, center (2i, 2j)."""
     pool = lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
     return nets.tap(pool, "pool").mean((1, 2))
 
@@ -117,46 +116,24 @@ def pooled_max(x):
 def test_filter_peaks_agrees_with_the_manual_path_and_finds_planted_pixels():
     model = nets.from_function(pooled_max)
     images = 0.1 * jax.random.uniform(jax.random.key(0), (8, 16, 16, 3))
-    # A bright pixel at an even (row, col) in each channel: one unit covers it, centred on it.
+    # A bright pixel at an even (row, col) in each channel: one unit covers it, centered on it.
     pixels = np.array([[[2 * ((i + c) % 8), 2 * ((3 * i + c) % 8)] for c in range(3)] for i in range(8)])
     images = images.at[np.arange(8)[:, None], pixels[..., 0], pixels[..., 1], np.arange(3)[None, :]].set(1.0)
     field = receptive_fields(model, images)["pool"]
     assert field == ReceptiveField(size=(3, 3), stride=(2, 2), start=(-1, -1))
 
     peaks = metrics.filter_peaks(model, "pool", in_memory(images), batch_size=5)  # a padded last batch
-    positions, scores = metrics.peak_positions(model.activations(images, "pool")["pool"])
+    positions, scores = ops.map_peaks(model.activations(images, "pool")["pool"])
     np.testing.assert_array_equal(peaks.positions, metrics.peaks_in_image(positions, field))
     np.testing.assert_array_equal(peaks.scores, scores)
     np.testing.assert_array_equal(peaks.positions, pixels)
     np.testing.assert_array_equal(peaks.scores, np.ones((8, 3)))
     # A span of a dict source: the same peaks as the old per-batch loop over those images.
     span = metrics.filter_peaks(model, "pool", in_memory({"image": images}), batch_size=2, num_examples=5, first=3)
-    looped = [metrics.peak_positions(model.activations(images[s : s + 2], "pool")["pool"]) for s in (3, 5, 7)]
+    looped = [ops.map_peaks(model.activations(images[s : s + 2], "pool")["pool"]) for s in (3, 5, 7)]
     np.testing.assert_array_equal(span.positions,
                                   metrics.peaks_in_image(np.concatenate([p for p, _ in looped]), field))
     np.testing.assert_array_equal(span.scores, np.concatenate([s for _, s in looped]))
-
-
-@pytest.mark.slow  # SynthParts' generator compiles once per process (shared with tests/dissect)
-def test_part_interpretability_of_a_planted_part_unit_and_a_noise_unit():
-    wheel = SYNTH.concepts().index(("part", "wheel"))
-    data = PlantedImages(wheel, num_examples=32)
-    # A unit is "on" at its top `quantile` of positions, so a mask unit reaches IoU 1 only at the quantile
-    # equal to the share of pixels the part fills (see tests/dissect/test_dissect.py).
-    share = float(data.base.batch(np.arange(32)).masks[:, wheel].mean())
-    result = metrics.part_interpretability(nets.from_function(pooled_by_2), "planted", data, quantile=share,
-                                           batch_size=32)
-    assert result.per_filter[0] > 0.9
-    assert result.per_filter[1] < 0.1
-    assert data.concepts.names[result.part[0]] == "wheel"
-    assert result.value == pytest.approx(result.per_filter.mean())
-    # The best part IoU, not the best over all categories.
-    part = data.concepts.categories.index("part")
-    np.testing.assert_array_equal(result.per_filter, result.dissection.best_per_category[1][part])
-
-
-class _NoParts:
-    concepts = dissect.ConceptSet(names=("dog",), categories=("object",), category_of=(0,))
 
 
 def test_bad_inputs_name_what_was_expected():
@@ -185,7 +162,7 @@ def test_bad_inputs_name_what_was_expected():
     with pytest.raises(ValueError, match=r"image_size: expected \(H, W\)"):
         instability(image_size=64)
     with pytest.raises(ValueError, match=r"maps: expected feature maps \[N, h, w, C\], got shape \[2, 3, 4\]"):
-        metrics.peak_positions(np.zeros((2, 3, 4)))
+        ops.map_peaks(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match=r"positions: expected unit indices \[..., 2\]"):
         metrics.peaks_in_image(np.zeros((2, 3), np.int32), ReceptiveField((1, 1), (1, 1), (0, 0)))
 
@@ -203,10 +180,6 @@ def test_bad_inputs_name_what_was_expected():
     flat = nets.from_function(lambda x: nets.tap(x.mean((1, 2)), "mean"))
     with pytest.raises(ValueError, match=r"layer: 'mean' is not a spatial layer \[b, h, w, c\]; its shape is \[2, 3\]"):
         metrics.filter_peaks(flat, "mean", in_memory(np.zeros((2, 8, 8, 3))))
-    with pytest.raises(ValueError, match="data: expected concepts with a 'part' category"):
-        metrics.part_interpretability(model, "pool", _NoParts())
-    with pytest.raises(ValueError, match="layer: expected one layer name"):
-        metrics.part_interpretability(model, ["pool"], _NoParts())
 
 
 def test_firing_only_leaves_out_images_where_a_filter_is_silent():

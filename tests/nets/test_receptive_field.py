@@ -43,7 +43,7 @@ CONV3 = (3, 1, 1)
 
 # Each zoo net as its main path of (layer name, (kernel, stride, pad)); ReLUs and
 # norms share the field of the layer before them. In a residual block the main
-# path's field holds the shortcut's (same centre, larger size).
+# path's field holds the shortcut's (same center, larger size).
 VGG16_PATH = [
     (name, spec)
     for b, n in enumerate((2, 2, 3, 3, 3), start=1)

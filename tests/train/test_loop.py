@@ -28,14 +28,14 @@ class TinyNet(nn.Module):
 
 
 def example(index):
-    """A learnable task: the label is the colour channel lifted above the noise."""
+    """A learnable task: the label is the color channel lifted above the noise."""
     noise_key, label_key = jax.random.split(jax.random.fold_in(jax.random.key(42), index))
     label = jax.random.randint(label_key, (), 0, 3)
     image = 0.5 * jax.random.uniform(noise_key, (8, 8, 3)) + 0.3 * jax.nn.one_hot(label, 3)[None, None]
     return {"image": image, "label": label}
 
 
-class Colours:
+class Colors:
     """A batch source of `example`s; `poison(step, batch)` may change the batch of step `indices[0] // BATCH`."""
 
     def __init__(self, poison=None, size=10_000):
@@ -50,11 +50,11 @@ class Colours:
         return batch if self.poison is None else self.poison(int(indices[0]) // BATCH, batch)
 
 
-COLOURS = Colours()
+COLORS = Colors()
 
 
-def run(workdir, num_steps, mesh=None, data=COLOURS, **kw):
-    return trainlib.train(
+def run(workdir, num_steps, mesh=None, data=COLORS, **kw):
+    return trainlib.fit(
         TinyNet(),
         optax.adam(1e-2),
         data,
@@ -99,7 +99,7 @@ def test_interrupted_run_loses_nothing_and_resumes_identically(tmp_path):
         return batch
 
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "stopped", 20, data=Colours(interrupted))
+        run(tmp_path / "stopped", 20, data=Colors(interrupted))
     checkpoints = trainlib.Checkpoints(tmp_path / "stopped" / "checkpoints", every=5)
     assert checkpoints.latest_step() == 13
     checkpoints.close()
@@ -119,8 +119,8 @@ def test_mesh_of_eight_equals_one_device(tmp_path):
 
 def test_batch_must_split_over_devices(tmp_path):
     with pytest.raises(ValueError, match="batch_size: expected a multiple of the 8 devices"):
-        trainlib.train(TinyNet(), optax.adam(1e-2), COLOURS, num_steps=1, batch_size=12, workdir=tmp_path,
-                       progress=False)
+        trainlib.fit(TinyNet(), optax.adam(1e-2), COLORS, num_steps=1, batch_size=12, workdir=tmp_path,
+                     progress=False)
 
 
 def test_nan_loss_stops_the_run_without_checkpointing_it(tmp_path):
@@ -128,7 +128,7 @@ def test_nan_loss_stops_the_run_without_checkpointing_it(tmp_path):
         return batch if step < 5 else {**batch, "image": batch["image"] * jnp.nan}
 
     with pytest.raises(FloatingPointError, match="at step 10"):
-        run(tmp_path, 20, data=Colours(poisoned))
+        run(tmp_path, 20, data=Colors(poisoned))
     checkpoints = trainlib.Checkpoints(tmp_path / "checkpoints", every=5)
     assert checkpoints.latest_step() == 5
 
@@ -159,16 +159,16 @@ def test_checkpoint_of_a_different_model_is_an_error(tmp_path):
             return nn.Dense(3)(nn.Conv(16, (3, 3))(x).mean(axis=(1, 2)))
 
     with pytest.raises(trainlib.CheckpointError, match="could not be restored"):
-        trainlib.train(Wider(), optax.adam(1e-2), COLOURS, num_steps=6, batch_size=BATCH, workdir=tmp_path,
-                       progress=False)
+        trainlib.fit(Wider(), optax.adam(1e-2), COLORS, num_steps=6, batch_size=BATCH, workdir=tmp_path,
+                     progress=False)
 
 
 def test_evaluator_counts_every_example(tmp_path):
     state = run(tmp_path, 30)
     # 40 examples: two full batches and one of 8 padded with weight-0 rows.
-    evaluate = trainlib.make_evaluator(COLOURS, batch_size=BATCH, num_examples=40)
+    evaluate = trainlib.make_evaluator(COLORS, batch_size=BATCH, num_examples=40)
     result = evaluate(state)
-    batch = COLOURS.batch(np.arange(40))
+    batch = COLORS.batch(np.arange(40))
     logits = state.model()(batch["image"])
     assert result["accuracy"] == pytest.approx(float(jnp.mean(jnp.argmax(logits, -1) == batch["label"])))
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 30

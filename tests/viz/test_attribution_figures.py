@@ -1,4 +1,4 @@
-"""The attribution grid says what its rows, colours and numbers are, inside the figure."""
+"""The attribution grid says what its rows, colors and numbers are, inside the figure."""
 
 import numpy as np
 import pytest
@@ -18,8 +18,8 @@ def grid(overlay=("cam",), title="rows: the first image of each class"):
     return viz.attribution_grid(images, maps, np.array([0, 1, 2]), probabilities, CLASSES, overlay=overlay, title=title)
 
 
-def colour_bar_labels(fig):
-    # A horizontal colour bar is the only axes here labelled on its x axis.
+def color_bar_labels(fig):
+    # A horizontal color bar is the only axes here labeled on its x axis.
     return [ax.get_xlabel() for ax in fig.axes if ax.get_xlabel()]
 
 
@@ -63,13 +63,13 @@ def test_every_row_is_titled_with_its_true_and_predicted_class():
     ]
 
 
-def test_colour_bars_say_the_maps_are_absolute_and_normalized_per_map():
-    labels = colour_bar_labels(grid())
+def test_color_bars_say_the_maps_are_absolute_and_normalized_per_map():
+    labels = color_bar_labels(grid())
     assert len(labels) == 2  # one for maps drawn alone, one for maps over the image
     flat = [label.replace("\n", " ") for label in labels]
     assert "|attribution| / its map's 99th percentile" in flat[0] and "sign dropped" in flat[0]
     assert "over the image" in flat[1] and "cam" in flat[1]
-    assert len(colour_bar_labels(grid(overlay=()))) == 1
+    assert len(color_bar_labels(grid(overlay=()))) == 1
 
 
 def test_attribution_grid_keeps_every_text_inside_and_off_other_axes():

@@ -34,7 +34,7 @@ def test_channel_grid_says_what_its_titles_mean_inside_the_figure():
     assert texts_over_other_axes(fig) == []
 
 
-def test_semantic_dictionary_figure_titles_channels_with_labelled_values():
+def test_semantic_dictionary_figure_titles_channels_with_labeled_values():
     fig = viz.semantic_dictionary_figure(
         np.zeros((16, 16, 3)), (1, 2), 4.0, [7, 3], [2.5, 1.25], np.ones((2, 6, 6, 3)), layer="relu3",
         render_layer="conv3",
