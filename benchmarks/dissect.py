@@ -42,7 +42,6 @@ import sys
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 

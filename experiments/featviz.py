@@ -4,7 +4,7 @@
 
 Reads the trained run (`make demo` writes runs/demo). For each layer it renders
 every chosen channel in one `render_each` call (pre-ReLU, as Lucid does: a
-ReLU unit silent on the grey start has no gradient), finds each channel's top
+ReLU unit silent on the gray start has no gradient), finds each channel's top
 held-out patches with the streaming top-k, crops them by the layer's
 receptive field, and measures the rendered channel's mean activation against
 its best held-out image. Also draws a semantic dictionary and an activation

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from interp.data._reader import IMAGE, KEEP, MASK, Example, Reader, Field, load_rgb
+from interp.data._reader import IMAGE, KEEP, MASK, Example, Field, Reader, load_rgb
 
 _NAME = "Broden"
 _INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")

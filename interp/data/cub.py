@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interp.data._reader import BOXES, IMAGE, KEEP, POINTS, Example, Reader, Field, load_rgb
+from interp.data._reader import BOXES, IMAGE, KEEP, POINTS, Example, Field, Reader, load_rgb
 
 _NAME = "CUB-200-2011"
 _LAYOUT = "the CUB_200_2011 folder layout"

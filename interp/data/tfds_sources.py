@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from interp.data._reader import BOXES, IMAGE, KEEP, MASK, POINTS, Example, Reader, Field
+from interp.data._reader import BOXES, IMAGE, KEEP, MASK, POINTS, Example, Field, Reader
 
 CELEB_A_LANDMARKS = ("lefteye", "righteye", "nose", "leftmouth", "rightmouth")
 

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.io
 
-from interp.data._reader import IMAGE, KEEP, MASK, POINTS, Example, Reader, Field, load_rgb
+from interp.data._reader import IMAGE, KEEP, MASK, POINTS, Example, Field, Reader, load_rgb
 
 _NAME = "PASCAL-Part"
 _LAYOUT = "the VOC2010 folder with PASCAL-Part's Annotations_Part/ unpacked into it"

@@ -27,7 +27,6 @@ from interp.nets import ReceptiveField
 from interp.ops.topk import MODES, TopK, top_k_init, top_k_update
 
 
-
 @functools.partial(jax.jit, static_argnames=("layer", "mode"))
 def _step(model: nets.Model, state: TopK, images: jax.Array, indices: jax.Array, layer: str, mode: str) -> TopK:
     return top_k_update(state, model.activations(images, layer)[layer], indices, mode=mode)

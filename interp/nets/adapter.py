@@ -36,8 +36,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from flax import linen as nn
+from flax import nnx
 from jax.extend import core as jcore
 
 from interp.ops import jaxprs

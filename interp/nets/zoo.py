@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 
 from interp.nets.adapter import Model, from_linen
-
 from interp.nets.alexnet import AlexNet
 from interp.nets.resnet import ResNet18, ResNet50
 from interp.nets.small_cnn import SmallCNN

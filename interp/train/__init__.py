@@ -10,8 +10,8 @@ update on its own.
 """
 
 from interp.train.checkpoint import CheckpointError, Checkpoints
-from interp.train.losses import Forward, Loss, classification_loss
 from interp.train.loop import fit, make_evaluator, read_metrics
+from interp.train.losses import Forward, Loss, classification_loss
 from interp.train.state import TrainState, create_train_state
 from interp.train.step import make_train_step
 

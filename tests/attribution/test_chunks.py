@@ -3,7 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from interp.attribution import integrated_gradients, occlusion
 from interp.attribution._chunks import even_chunks

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from interp.data import Reader
-from interp.data.voc_part import (ANIMAL_CLASSES, ANIMAL_PART_GROUPS, ICNN_LANDMARK_GROUPS, VOC_CLASSES,
-                                  VOCPart)
+from interp.data.voc_part import ANIMAL_CLASSES, ANIMAL_PART_GROUPS, ICNN_LANDMARK_GROUPS, VOC_CLASSES, VOCPart
 from tests.data.fixtures import VOC_CLASSES as FIXTURE_VOC_CLASSES
 from tests.data.fixtures import write_part_annotation, write_voc_part
 

@@ -8,8 +8,7 @@ from flax import linen as nn
 from flax import nnx
 
 from interp import nets
-from interp.nets import adapter
-from interp.nets import tap
+from interp.nets import adapter, tap
 
 KEY = jax.random.key(0)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from interp.ops.jaxprs import equations
 from interp.ops.conv_layout import with_canonical_conv_kernels
+from interp.ops.jaxprs import equations
 
 X = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
 W = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
