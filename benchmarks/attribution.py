@@ -193,7 +193,10 @@ def _compare_cases(args, model, net, x, target, xt, tt, plain: bool) -> None:
         abs_diff, rel_diff = _case_differences(case, model, x, xt, target, tt)
         _, rel_jitter = _case_differences(case, model, x_jitter, _torch_reference.to_nchw(x_jitter), target, tt)
         t_ours, t_theirs = time_alternating(
-            [lambda: jax.block_until_ready(case.interp(model, x, target)), lambda: case.captum(xt, tt)],
+            [
+                lambda case=case: jax.block_until_ready(case.interp(model, x, target)),
+                lambda case=case: case.captum(xt, tt),
+            ],
             args.repeats,
             args.warm_up,
         )

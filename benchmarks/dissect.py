@@ -88,7 +88,7 @@ def synthparts_labels(size: int, num_images: int, batch_size: int) -> LabelSet:
         images.append(np.asarray(batch.images)[valid])
         ids.append(np.asarray(batch.ids)[valid])
         masks.append(np.asarray(batch.masks)[valid])
-        raw = jax.tree.map(lambda a: a[valid], jax.device_get(dataset.batch(indices)))
+        raw = jax.tree.map(lambda a, valid=valid: a[valid], jax.device_get(dataset.batch(indices)))
         # Global label number = concept id + 1; raw part/color/texture values are already 1-based.
         maps = {
             "object": np.where(raw["object_mask"], raw["label"][:, None, None] + 1, 0),

@@ -55,17 +55,23 @@ def main() -> None:
     for window, stride, pad in POOLS:
         dims, strides = (1, window, window, 1), (1, stride, stride, 1)
         padding = ((0, 0), (pad, pad), (pad, pad), (0, 0))
-        pool = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, padding)  # noqa: E731
-        theirs = jax.jit(jax.grad(lambda x: (pool(x) ** 2).sum()))
-        ours = jax.jit(jax.grad(lambda x: (max_pool(x, dims, strides, padding) ** 2).sum()))
+        theirs, ours = _squared_sum_gradients(dims, strides, padding)
         identical = bool(jnp.array_equal(ours(x), theirs(x)))
         t_theirs, t_ours = time_alternating(
-            [lambda: theirs(x).block_until_ready(), lambda: ours(x).block_until_ready()], args.repeats
+            [lambda f=f: f(x).block_until_ready() for f in (theirs, ours)], args.repeats
         )
         ms_theirs, ms_ours = 1e3 * np.median(t_theirs), 1e3 * np.median(t_ours)
         routed = maxpool.switch_is_faster(dims, strides)
         print(f"| {window} / {stride} / {pad} | {ms_theirs:.1f} | {ms_ours:.1f} | {ms_theirs / ms_ours:.1f}x "
               f"| {identical} | {routed} |", flush=True)
+
+
+def _squared_sum_gradients(dims, strides, padding):
+    """The jitted gradients of `(pool(x) ** 2).sum()`, pooling with `reduce_window` (theirs) and `max_pool` (ours)."""
+    pool = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, padding)  # noqa: E731
+    theirs = jax.jit(jax.grad(lambda x: (pool(x) ** 2).sum()))
+    ours = jax.jit(jax.grad(lambda x: (max_pool(x, dims, strides, padding) ** 2).sum()))
+    return theirs, ours
 
 
 def attribution_ab(repeats: int) -> None:
@@ -90,7 +96,7 @@ def attribution_ab(repeats: int) -> None:
             compiled = []
             for rewrites in (unrouted, routed):
                 speed.REWRITES["cpu"] = rewrites  # read when the program is traced, here by lower()
-                compiled.append(jax.jit(lambda m, x, t: make(m)(x, t)).lower(plain, x, target).compile())
+                compiled.append(jax.jit(lambda m, x, t, make=make: make(m)(x, t)).lower(plain, x, target).compile())
             a, b = (np.asarray(f(plain, x, target)) for f in compiled)
             runs = [lambda f=f: jax.block_until_ready(f(plain, x, target)) for f in compiled]
             times = time_alternating(runs, repeats, 1)

@@ -24,7 +24,9 @@ def layers(name: str, size: int | None, num_classes: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="interp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="interp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     layer_cmd = commands.add_parser("layers", help="list the named layers of a zoo model")
     layer_cmd.add_argument("model", choices=zoo.names())

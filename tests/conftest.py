@@ -20,7 +20,8 @@ settings.load_profile("ci")
 
 @pytest.fixture(scope="session")
 def trained_small_cnn(request):
-    """`{steps: (trained, random-init)}` SmallCNNs on SynthParts at 400 and 700 steps, trained once (`tests.trained`)."""
+    """`{steps: (trained, random-init)}` SmallCNNs on SynthParts at 400 and 700 steps, trained once
+    (`tests.trained`)."""
     from tests.trained import cached_small_cnn
 
     return cached_small_cnn(request.config.cache.mkdir("trained_small_cnn"))

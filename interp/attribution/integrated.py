@@ -88,7 +88,9 @@ def integrated_gradients(
     def attribute(x, target: Target = None, baseline=None, return_gap: bool = False):
         x = check_batch(fn, x)
         target = normalize_target(target, x.shape[0])
-        baseline = jnp.zeros_like(x) if baseline is None else check_batch(None, jnp.asarray(baseline, x.dtype), "baseline")
+        baseline = (
+            jnp.zeros_like(x) if baseline is None else check_batch(None, jnp.asarray(baseline, x.dtype), "baseline")
+        )
         if baseline.shape == x.shape:
             attr, gap = one_baseline(x, baseline, target, return_gap)
         elif baseline.shape[1:] == x.shape:

@@ -70,7 +70,9 @@ def occlusion(
         cols = jnp.arange(w)[None, :]
 
         def masks_of(start):  # [h, w], True under the window
-            return (rows >= start[0]) & (rows < start[0] + window[0]) & (cols >= start[1]) & (cols < start[1] + window[1])
+            return (
+                (rows >= start[0]) & (rows < start[0] + window[0]) & (cols >= start[1]) & (cols < start[1] + window[1])
+            )
 
         def chunk_total(chunk):  # chunk: window corners [n, 2]
             masks = jax.vmap(masks_of)(chunk)  # [n, h, w]

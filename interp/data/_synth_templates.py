@@ -174,13 +174,13 @@ class TemplateTables(NamedTuple):
 
 def template_tables() -> TemplateTables:
     """Packs `TEMPLATES` into `TemplateTables` (for all classes)."""
-    c, s, l = len(CLASS_NAMES), MAX_SLOTS, MAX_CLASS_PARTS
+    c, s, n_lm = len(CLASS_NAMES), MAX_SLOTS, MAX_CLASS_PARTS
     slot_part = np.zeros((c, s), np.int32)
     slot_kind = np.zeros((c, s), np.int32)
     slot_geom = np.zeros((c, s, 5), np.float32)
     slot_geom[:, :, 2:4] = 1.0  # unused slots keep a harmless non-zero size
-    lm_part = np.zeros((c, l), np.int32)
-    lm_center = np.zeros((c, l, 2), np.float32)
+    lm_part = np.zeros((c, n_lm), np.int32)
+    lm_center = np.zeros((c, n_lm, 2), np.float32)
     for ci, parts in enumerate(TEMPLATES.values()):
         for si, p in enumerate(parts):
             slot_part[ci, si] = PART_NAMES.index(p.name) + 1

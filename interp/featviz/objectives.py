@@ -208,7 +208,9 @@ def _per_example(vector: jax.Array, a: jax.Array) -> jax.Array:
     if vector.ndim == 1:
         vector = jnp.broadcast_to(vector, (a.shape[0], a.shape[-1]))
     if vector.shape != (a.shape[0], a.shape[-1]):
-        raise ValueError(f"vector: expected shape [{a.shape[-1]}] or [{a.shape[0]}, {a.shape[-1]}], got {list(vector.shape)}")
+        raise ValueError(
+            f"vector: expected shape [{a.shape[-1]}] or [{a.shape[0]}, {a.shape[-1]}], got {list(vector.shape)}"
+        )
     return vector.reshape(vector.shape[:1] + (1,) * (a.ndim - 2) + vector.shape[1:])
 
 

@@ -142,7 +142,9 @@ def _elementwise(eqn, ins, extents):
 
 def _windowed(span: Span, dim: int, window: int, stride: int, low: int, dilation: int) -> Span:
     """The span after a sliding window: `window` taps `dilation` apart, `stride`, `low` padding."""
-    return Span(dim, span.start - span.stride * low, span.stride * stride, span.size + span.stride * (window - 1) * dilation)
+    return Span(
+        dim, span.start - span.stride * low, span.stride * stride, span.size + span.stride * (window - 1) * dilation
+    )
 
 
 def _conv(eqn, ins, extents):

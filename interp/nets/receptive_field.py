@@ -124,7 +124,8 @@ def receptive_fields(
     axes = tuple(int(a) for a in spatial_axes)
     if len(axes) != 2 or len(set(axes)) != 2 or not all(0 < a < len(x.shape) for a in axes):
         raise ValueError(
-            f"spatial_axes: expected two distinct non-batch dimensions of x (shape {list(x.shape)}), got {spatial_axes!r}"
+            f"spatial_axes: expected two distinct non-batch dimensions of x (shape {list(x.shape)}), "
+            f"got {spatial_axes!r}"
         )
     closed = jax.make_jaxpr(model.apply_fn)(model.params, check_input(x, model.input_spec))
     extents = tuple(x.shape[a] for a in axes)

@@ -111,7 +111,8 @@ class _Sum:
         total, metrics, updates = None, {}, {}
         for term in self.terms:
             value, term_metrics, term_updates = term(forward, batch)
-            for kind, new, old in (("metric", term_metrics, metrics), ("model-state collection", term_updates, updates)):
+            pairs = (("metric", term_metrics, metrics), ("model-state collection", term_updates, updates))
+            for kind, new, old in pairs:
                 clash = sorted(set(new) & set(old))
                 if clash:
                     raise ValueError(f"loss: two terms give the {kind} {clash[0]!r}")

@@ -68,6 +68,13 @@ def part_overlay_grid(
     axes[1, 0].set_ylabel("parts + landmarks", fontsize=9)
     present = sorted({int(k) for k in np.unique(part_masks) if k > 0})
     handles = [plt.Line2D([], [], ls="", marker="s", mfc=colors[k - 1], mec="none") for k in present]
-    fig.legend(handles, [part_names[k - 1] for k in present], loc="lower center", ncol=min(len(present), 8), fontsize=8, frameon=False)
+    fig.legend(
+        handles,
+        [part_names[k - 1] for k in present],
+        loc="lower center",
+        ncol=min(len(present), 8),
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig

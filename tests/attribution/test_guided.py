@@ -45,7 +45,9 @@ def reduce_window_pool(x, window, stride, pad, ceil_mode):
     for size in x.shape[1:3]:
         out = _layers._pool_out_size(size, window, stride, pad, ceil_mode)
         pads.append((pad, pad + max((out - 1) * stride + window - (size + 2 * pad), 0)))
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), ((0, 0), *pads, (0, 0)))
+    return lax.reduce_window(
+        x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), ((0, 0), *pads, (0, 0))
+    )
 
 
 def small_cnn_by_hand(params, x, relu):

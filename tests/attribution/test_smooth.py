@@ -57,7 +57,9 @@ def test_many_targets_pass_through():
     target = jnp.tile(jnp.arange(4), (B, 1))
     many = smooth_grad(saliency(logits), samples=4)(X, target, key=KEY)
     for j in range(4):
-        np.testing.assert_allclose(many[:, j], smooth_grad(saliency(logits), samples=4)(X, j, key=KEY), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            many[:, j], smooth_grad(saliency(logits), samples=4)(X, j, key=KEY), rtol=1e-5, atol=1e-7
+        )
 
 
 def test_bad_options_raise_named_errors():

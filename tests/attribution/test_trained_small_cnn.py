@@ -57,7 +57,13 @@ def test_sanity_check_separates_gradients_from_guided_backprop(models):
     correlations = {
         name: np.nanmean(np.asarray(
             metrics.model_randomization(
-                make, models[0], ("logits", "conv4"), batch["image"], batch["label"], key=jax.random.key(1), reduce="abs"
+                make,
+                models[0],
+                ("logits", "conv4"),
+                batch["image"],
+                batch["label"],
+                key=jax.random.key(1),
+                reduce="abs",
             ).spearman_abs[-1]
         ))
         for name, make in (("saliency", attribution.saliency), ("guided", attribution.guided_backprop))

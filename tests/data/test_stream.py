@@ -53,7 +53,9 @@ def test_in_memory_takes_rows_of_every_leaf_and_checks_lengths():
     np.testing.assert_array_equal(batch["image"], images[[4, 0, 4]])
     np.testing.assert_array_equal(batch["label"], [40, 0, 40])
     np.testing.assert_array_equal(batch_images(batch), images[[4, 0, 4]])
-    with pytest.raises(ValueError, match=r"arrays: expected arrays with one leading length, got shapes \[\[5\], \[4\]\]"):
+    with pytest.raises(
+        ValueError, match=r"arrays: expected arrays with one leading length, got shapes \[\[5\], \[4\]\]"
+    ):
         in_memory({"a": np.zeros(5), "b": np.zeros(4)})
     with pytest.raises(ValueError, match="data: the batch source is empty"):
         check_source(in_memory(np.zeros((0, 2))))
@@ -73,7 +75,9 @@ def test_batch_images_reads_arrays_or_the_image_entry():
 def test_check_span_counts_examples_from_first_and_names_the_argument():
     source = in_memory(np.zeros(10))
     assert check_span(source, None) == 10 and check_span(source, None, 3) == 7 and check_span(source, 7, 3) == 7
-    with pytest.raises(ValueError, match=r"num_examples: expected first \+ num_examples <= len\(images\) = 10, got 3 \+ 8"):
+    with pytest.raises(
+        ValueError, match=r"num_examples: expected first \+ num_examples <= len\(images\) = 10, got 3 \+ 8"
+    ):
         check_span(source, 8, 3, "images")
     with pytest.raises(ValueError, match=r"first: expected an index below len\(data\) = 10, got 10"):
         check_span(source, None, 10)

@@ -20,7 +20,9 @@ def small_cnn():
 def window_net(x):
     """Unit (i, j) is the sum of x[2i:2i+5, 2j:2j+5, :]: its field is exactly that window."""
     kernel = jnp.ones((5, 5, x.shape[-1], 1))
-    return nets.tap(lax.conv_general_dilated(x, kernel, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")), "win")
+    return nets.tap(
+        lax.conv_general_dilated(x, kernel, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")), "win"
+    )
 
 
 @pytest.mark.parametrize("patch", [1, 3])
@@ -32,7 +34,9 @@ def test_empirical_field_of_a_known_window(patch):
         images = images.at[k, 2 * i : 2 * i + 5, 2 * j : 2 * j + 5].add(1.0)
     rf = receptive_fields(window_net, images)["win"]
     assert rf == ReceptiveField((5, 5), (2, 2), (0, 0))
-    result = np.asarray(empirical_receptive_field(window_net, "win", 0, images, key=jax.random.key(7), patch=patch, stride=1))
+    result = np.asarray(
+        empirical_receptive_field(window_net, "win", 0, images, key=jax.random.key(7), patch=patch, stride=1)
+    )
     # Re-centered, every window covers rows/cols side // 2 - 2 .. side // 2 + 2; a
     # patch changes the unit when it overlaps the window, so the support grows by patch - 1.
     expected = np.zeros((side, side), bool)

@@ -62,9 +62,15 @@ def test_dataset_examples_and_crops_name_bad_data(small_cnn):
         dataset_examples(small_cnn, "conv2", [images], 4)
     with pytest.raises(ValueError, match="data: expected a batch source .*got generator"):
         dataset_examples(small_cnn, "conv2", (b for b in [images]), 4)
-    with pytest.raises(ValueError, match=r"data: expected batches of images \[B, H, W, C\] or dicts with an 'image' entry, got a dict with keys \['label'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"data: expected batches of images \[B, H, W, C\] or dicts with an 'image' entry, "
+        r"got a dict with keys \['label'\]",
+    ):
         dataset_examples(small_cnn, "conv2", in_memory({"label": np.arange(12)}), 4)
-    with pytest.raises(ValueError, match=r"num_examples: expected first \+ num_examples <= len\(data\) = 12, got 4 \+ 9"):
+    with pytest.raises(
+        ValueError, match=r"num_examples: expected first \+ num_examples <= len\(data\) = 12, got 4 \+ 9"
+    ):
         dataset_examples(small_cnn, "conv2", in_memory(images), 4, num_examples=9, first=4)
     with pytest.raises(ValueError, match="batch_size: expected a positive int"):
         dataset_examples(small_cnn, "conv2", in_memory(images), 4, batch_size=0)

@@ -163,7 +163,9 @@ def test_mean_image_error_matches_numpy():
     train, test = rng.random((10, 4, 5, 3), np.float32), rng.random((3, 4, 5, 3), np.float32)
     expected = ((test - train.mean(0)) ** 2).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(mean_image_error(jnp.asarray(train), jnp.asarray(test)), expected, rtol=1e-5)
-    np.testing.assert_allclose(mean_image_error(jnp.asarray(train), jnp.asarray(train.mean(0, keepdims=True))), [0.0], atol=1e-12)
+    np.testing.assert_allclose(
+        mean_image_error(jnp.asarray(train), jnp.asarray(train.mean(0, keepdims=True))), [0.0], atol=1e-12
+    )
     with pytest.raises(ValueError, match=r"train_images: expected per-image shape \[4, 5, 3\]"):
         mean_image_error(jnp.asarray(train[:, :2]), jnp.asarray(test))
 

@@ -32,7 +32,8 @@ def channel_mean(model, images, layer, c):
     return np.asarray(model.activations(images, layer)[layer][..., c].mean((1, 2)))
 
 
-@pytest.mark.parametrize("layer", ["conv3", "conv4"])  # pre-ReLU, as Lucid renders: a ReLU unit silent at the gray start has no gradient
+# Pre-ReLU, as Lucid renders: a ReLU unit silent at the gray start has no gradient.
+@pytest.mark.parametrize("layer", ["conv3", "conv4"])
 def test_rendered_channel_far_exceeds_its_best_dataset_example(model, dataset_channel_means, layer):
     means = dataset_channel_means[layer]
     c = int(means.mean(0).argmax())  # a channel the data does excite
@@ -92,7 +93,9 @@ def test_class_probability_render_is_classified_as_that_class(model):
 
 def test_semantic_dictionary_lists_the_strongest_channels(model):
     images = HELD_OUT.batch(jnp.arange(2, dtype=jnp.int32))["image"]
-    dictionary = fv.semantic_dictionary(model, "relu3", images, (4, 4), key=jax.random.key(0), k=3, param=fv.image(24), steps=4)
+    dictionary = fv.semantic_dictionary(
+        model, "relu3", images, (4, 4), key=jax.random.key(0), k=3, param=fv.image(24), steps=4
+    )
     acts = np.asarray(model.activations(images, "relu3")["relu3"][:, 4, 4])
     np.testing.assert_array_equal(dictionary.channels, np.argsort(-acts, axis=-1)[:, :3])
     np.testing.assert_allclose(dictionary.values, -np.sort(-acts, axis=-1)[:, :3], rtol=1e-6)
@@ -105,7 +108,8 @@ def test_activation_grid_cells_match_their_positions(model):
     assert grid.shape == (8, 8, 24, 24, 3)
     target = np.asarray(model.activations(image[None], "relu4")["relu4"][0]).reshape(64, -1)
     rendered = np.asarray(model.activations(grid.reshape(64, 24, 24, 3), "relu4")["relu4"].mean((1, 2)))
-    cosine = (rendered @ target.T) / (np.linalg.norm(rendered, axis=1)[:, None] * np.linalg.norm(target, axis=1)[None] + 1e-6)
+    norms = np.linalg.norm(rendered, axis=1)[:, None] * np.linalg.norm(target, axis=1)[None]
+    cosine = (rendered @ target.T) / (norms + 1e-6)
     alive = np.linalg.norm(target, axis=1) > 0
     # Each cell is more like its own position's vector than like the average other position's.
     own = np.diag(cosine)[alive]

@@ -24,7 +24,9 @@ def test_jitter_is_a_crop_at_every_offset_in_range():
     for i in range(60):
         out = np.asarray(fv.jitter(3)(jax.random.key(i), IMAGES))
         assert out.shape == (2, 6, 6, 3)
-        matches = [(dy, dx) for dy in range(3) for dx in range(3) if np.array_equal(out, IMAGES[:, dy : dy + 6, dx : dx + 6])]
+        matches = [
+            (dy, dx) for dy in range(3) for dx in range(3) if np.array_equal(out, IMAGES[:, dy : dy + 6, dx : dx + 6])
+        ]
         assert len(matches) == 1
         seen.add(matches[0])
     assert len(seen) == 9

@@ -111,7 +111,9 @@ def _adaptive_avg(x, out):
 
 
 def _linear(x, sd, name):
-    return jnp.dot(x, jnp.asarray(sd[f"{name}.weight"]).T, precision=lax.Precision.HIGHEST) + sd[f"{name}.bias"][None, :]
+    return (
+        jnp.dot(x, jnp.asarray(sd[f"{name}.weight"]).T, precision=lax.Precision.HIGHEST) + sd[f"{name}.bias"][None, :]
+    )
 
 
 def _bn(x, sd, p):
@@ -221,7 +223,9 @@ def test_wrong_shape_is_named_with_both_shapes(resnet18_sd):
 
 def test_wrong_num_classes_and_unexpected_keys_are_named(resnet18_sd):
     sd = dict(resnet18_sd, **{"fc2.weight": np.zeros((3,), np.float32)})
-    with pytest.raises(WeightImportError, match=r"(?s)'fc.weight': expected shape \(1000, 512\).*unexpected key 'fc2.weight'"):
+    with pytest.raises(
+        WeightImportError, match=r"(?s)'fc.weight': expected shape \(1000, 512\).*unexpected key 'fc2.weight'"
+    ):
         nets.from_torchvision("resnet18", sd, num_classes=1000)
 
 

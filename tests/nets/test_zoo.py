@@ -135,7 +135,9 @@ def test_max_pool_matches_a_naive_loop(size, window, stride, ceil):
         out -= int(ceil and (out - 1) * stride >= length)
         assert y.shape[axis] == out
     i, j = y.shape[1] - 1, y.shape[2] - 1  # the last window, clipped at the border
-    np.testing.assert_allclose(y[0, i, j], x[0, i * stride: i * stride + window, j * stride: j * stride + window].max((0, 1)))
+    np.testing.assert_allclose(
+        y[0, i, j], x[0, i * stride: i * stride + window, j * stride: j * stride + window].max((0, 1))
+    )
 
 
 @given(h=st.integers(1, 30), w=st.integers(1, 30), out=st.integers(1, 7))

@@ -63,7 +63,8 @@ def test_reconstruction_grid_has_a_column_per_layer():
     recon = {"relu1": rng.uniform(size=(2, 6, 6, 3)), "relu4": rng.uniform(size=(2, 6, 6, 3))}
     fig = viz.reconstruction_grid(images, recon)
     drawn = shown(fig)
-    for got, want in zip(drawn, [images[0], recon["relu1"][0], recon["relu4"][0], images[1], recon["relu1"][1], recon["relu4"][1]]):
+    wanted = [images[0], recon["relu1"][0], recon["relu4"][0], images[1], recon["relu1"][1], recon["relu4"][1]]
+    for got, want in zip(drawn, wanted):
         np.testing.assert_allclose(got, want)
     assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "relu1", "relu4"]
     assert texts_outside(fig) == []
