@@ -288,28 +288,14 @@ class Model:
         closed, out_shape = self._trace(x)
         shapes = _tap_shapes(closed)
         names = _as_names(layers)
-        unknown = [n for n in names if n not in shapes]
-        if unknown:
-            raise ValueError(
-                f"layers: unknown layer {unknown[0]!r}; known layers: {', '.join(shapes)}"
-            )
+        _check_known(names, shapes)
         return closed, out_shape, {n: shapes[n] for n in names}
 
     def _evaluate(self, closed, out_shape, x, wanted, perturb):
         """Evaluates the traced model, recording (and optionally perturbing) `wanted` layers."""
-        acts = {}
-
-        def select(eqn):
-            return jaxprs.tap_name(eqn) in wanted
-
-        def record(eqn, invals):
-            name = jaxprs.tap_name(eqn)
-            acts[name] = invals[0]
-            return [invals[0] if perturb is None else invals[0] + perturb[name]]
-
-        flat_args = jax.tree.leaves((self.params, x))
-        flat_out = jaxprs.interpret(closed, flat_args, select, record)
-        return acts, jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
+        out_tree = jax.tree.structure(out_shape)
+        flat_out, acts = _evaluate_taps(closed, jax.tree.leaves((self.params, x)), wanted, perturb)
+        return acts, jax.tree.unflatten(out_tree, flat_out)
 
 
 def with_activations(fn: Callable[..., Any], layers: Sequence[str], *args) -> tuple[Any, dict[str, jax.Array]]:
@@ -322,24 +308,31 @@ def with_activations(fn: Callable[..., Any], layers: Sequence[str], *args) -> tu
     Raises:
       ValueError: a layer is unknown; the message lists the known layers.
     """
-    leaves, treedef = jax.tree.flatten(args)
-    closed, out_shape = jax.make_jaxpr(lambda *flat: fn(*jax.tree.unflatten(treedef, flat)), return_shape=True)(
-        *leaves)
-    known = _tap_shapes(closed)
-    unknown = [n for n in layers if n not in known]
+    closed, leaves, unflatten = jaxprs.trace_flat(fn, *args)
+    _check_known(layers, _tap_shapes(closed))
+    flat_out, acts = _evaluate_taps(closed, leaves, layers, perturb=None)
+    return unflatten(flat_out), acts
+
+
+def _check_known(names: Sequence[str], shapes: Mapping[str, Any]) -> None:
+    unknown = [n for n in names if n not in shapes]
     if unknown:
-        raise ValueError(f"layers: unknown layer {unknown[0]!r}; known layers: {', '.join(known)}")
+        raise ValueError(f"layers: unknown layer {unknown[0]!r}; known layers: {', '.join(shapes)}")
+
+
+def _evaluate_taps(closed, leaves, wanted, perturb) -> tuple[list[Any], dict[str, jax.Array]]:
+    """Evaluates `closed` on `leaves`, recording the taps in `wanted` (plus `perturb[name]` when given)."""
     acts = {}
 
     def select(eqn):
-        return jaxprs.tap_name(eqn) in layers
+        return jaxprs.tap_name(eqn) in wanted
 
     def record(eqn, invals):
-        acts[jaxprs.tap_name(eqn)] = invals[0]
-        return [invals[0]]
+        name = jaxprs.tap_name(eqn)
+        acts[name] = invals[0]
+        return [invals[0] if perturb is None else invals[0] + perturb[name]]
 
-    flat_out = jaxprs.interpret(closed, leaves, select, record)
-    return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out), acts
+    return jaxprs.interpret(closed, leaves, select, record), acts
 
 
 def _tap_shapes(closed) -> dict[str, jax.ShapeDtypeStruct]:

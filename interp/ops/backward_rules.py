@@ -97,13 +97,7 @@ class RewrittenFn:
     rule: Rule
 
     def __call__(self, *args, **kwargs):
-        leaves, treedef = jax.tree.flatten((args, kwargs))
-
-        def flat_fn(*flat):
-            a, k = jax.tree.unflatten(treedef, flat)
-            return self.fn(*a, **k)
-
-        closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*leaves)
+        closed, leaves, unflatten = jaxprs.trace_flat(lambda a, k: self.fn(*a, **k), args, kwargs)
         facts = _facts(closed)
         relu = RELUS[self.rule]
         replaced = []
@@ -124,7 +118,7 @@ class RewrittenFn:
                 f"fn: with_relu_backward(rule={self.rule!r}) found no ReLU to rewrite; "
                 "write ReLUs as jax.nn.relu or jnp.maximum(x, 0)"
             )
-        return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
+        return unflatten(flat_out)
 
 
 def with_relu_backward(fn: Callable[..., Any], rule: Rule = "guided") -> RewrittenFn:

@@ -162,6 +162,22 @@ def interpret(
     return walk(closed.jaxpr, closed.consts, args, step)
 
 
+def trace_flat(f: Callable[..., Any], *args) -> tuple[jcore.ClosedJaxpr, list[Any], Callable[[Sequence[Any]], Any]]:
+    """`f(*args)` (pytrees in and out) traced as a function of flat inputs.
+
+    Returns:
+      `(closed, leaves, unflatten)`: the jaxpr, the flat inputs to evaluate it
+      on (e.g. with `interpret`), and the function that builds `f`'s output
+      pytree from the jaxpr's flat outputs.
+    """
+    leaves, treedef = jax.tree.flatten(args)
+    closed, out_shape = jax.make_jaxpr(lambda *flat: f(*jax.tree.unflatten(treedef, flat)), return_shape=True)(
+        *leaves
+    )
+    out_tree = jax.tree.structure(out_shape)
+    return closed, leaves, lambda flat_out: jax.tree.unflatten(out_tree, flat_out)
+
+
 def rewrite_for_speed(f: Callable[..., Any], select: Selector, rule: Rule) -> Callable[..., Any]:
     """`f` (pytrees in and out) with `rule` in place of the equations `select` picks.
 
@@ -171,12 +187,8 @@ def rewrite_for_speed(f: Callable[..., Any], select: Selector, rule: Rule) -> Ca
     """
 
     def rewritten(*args):
-        leaves, treedef = jax.tree.flatten(args)
-        closed, out_shape = jax.make_jaxpr(lambda *flat: f(*jax.tree.unflatten(treedef, flat)), return_shape=True)(
-            *leaves
-        )
-        flat_out = interpret(closed, leaves, select, rule, strict=False)
-        return jax.tree.unflatten(jax.tree.structure(out_shape), flat_out)
+        closed, leaves, unflatten = trace_flat(f, *args)
+        return unflatten(interpret(closed, leaves, select, rule, strict=False))
 
     return rewritten
 
