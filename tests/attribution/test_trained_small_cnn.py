@@ -31,6 +31,7 @@ def density_ratio(maps, mask):
 def test_trained_net_is_trained(models):
     batch = HELD_OUT.batch(jnp.arange(256, dtype=jnp.int32))
     accuracy = float((models[0](batch["image"]).argmax(-1) == batch["label"]).mean())
+    print(f"MEASURED trained accuracy {accuracy:.3f}")
     assert accuracy > 0.6, accuracy  # 6 classes: chance is 0.17
 
 
@@ -47,7 +48,8 @@ def test_maps_concentrate_on_the_object_more_than_at_random_init(models, name, m
         density_ratio(jax.jit(make(model))(batch["image"], batch["label"]), batch["object_mask"])
         for model in models
     ]
-    print(f"{name}: object/background attribution density, trained {ratios[0]:.2f}, random init {ratios[1]:.2f}")
+    print(f"MEASURED {name}: object/background attribution density, trained {ratios[0]:.2f}, "
+          f"random init {ratios[1]:.2f}")
     assert ratios[0] > 1.5, ratios  # clearly more attribution per object pixel than per background pixel
     assert ratios[0] > ratios[1] + 0.3, ratios
 
@@ -68,6 +70,6 @@ def test_sanity_check_separates_gradients_from_guided_backprop(models):
         ))
         for name, make in (("saliency", attribution.saliency), ("guided", attribution.guided_backprop))
     }
-    print(f"Spearman |map| after randomizing logits and conv4: {correlations}")
+    print(f"MEASURED Spearman |map| after randomizing logits and conv4: {correlations}")
     # Adebayo et al.: guided backprop barely changes when the top layers are randomized.
     assert correlations["guided"] > correlations["saliency"] + 0.05, correlations

@@ -18,6 +18,9 @@ def dissections(trained_small_cnn):
 
 def test_training_makes_object_and_part_detectors(dissections):
     trained, random_init = (dissections[name]["relu4"].summary() for name in ("trained", "random"))
+    for name, summary in (("trained", trained), ("random", random_init)):
+        by_category = {c: (v["detectors"], v["unique_concepts"]) for c, v in summary["by_category"].items()}
+        print(f"MEASURED dissect relu4 {name}: {summary['detectors']} detectors, (detectors, concepts) {by_category}")
     # Measured here: 49 detectors (16 object, 24 part, 9 color) against 14 (all color).
     assert trained["detectors"] >= 2 * random_init["detectors"]
     semantic = ("object", "part")

@@ -35,6 +35,7 @@ def runs(tmp_path_factory):
 def test_training_lowers_the_filter_loss(runs):
     train, _ = runs["interpretable"]
     first, last = train[0]["filter_loss"], train[-1]["filter_loss"]
+    print(f"MEASURED filter loss {first:.4f} -> {last:.4f}, ordinary {runs['ordinary'][0][-1]['filter_loss']:.4f}")
     assert last < first - 0.05, (first, last)
     # Only the interpretable network is trained on it; the ordinary one's maps carry less information.
     assert last < runs["ordinary"][0][-1]["filter_loss"]
@@ -42,5 +43,8 @@ def test_training_lowers_the_filter_loss(runs):
 
 def test_accuracy_stays_close_to_the_ordinary_network(runs):
     ordinary, interpretable = runs["ordinary"][1]["accuracy"], runs["interpretable"][1]["accuracy"]
-    assert ordinary > 0.5
-    assert interpretable > ordinary - 0.1, (ordinary, interpretable)
+    print(f"MEASURED icnn accuracy ordinary {ordinary:.3f}, interpretable {interpretable:.3f}")
+    # Over three numerically different builds of this program (tests/README.md): ordinary 0.756-0.773,
+    # interpretable 0.686-0.787 (chance is 0.17); the gap ranged from -0.076 to +0.031.
+    assert ordinary > 0.55 and interpretable > 0.55, (ordinary, interpretable)
+    assert interpretable > ordinary - 0.15, (ordinary, interpretable)

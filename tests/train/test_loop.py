@@ -79,6 +79,7 @@ def test_loss_decreases(tmp_path):
     run(tmp_path, 60)
     records = [r for r in trainlib.read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
     assert [r["step"] for r in records] == list(range(5, 61, 5))
+    print(f"MEASURED loop loss {records[0]['loss']:.4f} -> {records[-1]['loss']:.4f}")
     assert records[-1]["loss"] < 0.6 * records[0]["loss"]
 
 
