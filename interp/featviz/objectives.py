@@ -190,7 +190,9 @@ def _at(a: jax.Array, position, layer: str) -> jax.Array:
     row, col = position
     _check_in_range("position", row, a.shape[1], layer, "rows")
     _check_in_range("position", col, a.shape[2], layer, "columns")
-    return a.at[:, row, col].get(mode="fill", fill_value=jnp.nan)
+    if isinstance(row, jax.core.Tracer) or isinstance(col, jax.core.Tracer):
+        return a.at[:, row, col].get(mode="fill", fill_value=jnp.nan)
+    return a[:, row, col]  # checked above; a static slice, not a gather
 
 
 # Units and layers.
