@@ -82,7 +82,8 @@ def test_traced_indices_out_of_range_score_nan_and_in_range_ones_score_as_concre
 
 def test_more_examples_than_images_names_k_and_the_image_count(model, images):
     four = in_memory(jnp.concatenate([images, images]))
-    with pytest.raises(ValueError, match=r"k: expected at most the 4 candidates .*'images' \(4 images searched\), got 10"):
+    too_many = r"k: expected at most the 4 candidates .*'images' \(4 images searched\), got 10"
+    with pytest.raises(ValueError, match=too_many):
         fv.dataset_examples(model, "conv3", four, k=10)
     # Patches: every position of conv3's 4x4 map is a candidate.
     top = fv.dataset_examples(model, "conv3", four, k=10, mode="patches")
@@ -162,7 +163,7 @@ def test_an_empty_batch_is_named(model, linen):
 
 def test_nchw_images_are_named_for_zoo_models_and_plain_functions(model, linen):
     nchw = jnp.zeros((2, 3, 32, 32))
-    with pytest.raises(ValueError, match=r"expected shape \[batch, \*, \*, 3\].*\[2, 3, 32, 32\], which looks like NCHW"):
+    with pytest.raises(ValueError, match=r"shape \[batch, \*, \*, 3\], got \[2, 3, 32, 32\], which looks like NCHW"):
         model(nchw)
     module, variables = linen
 
@@ -171,7 +172,7 @@ def test_nchw_images_are_named_for_zoo_models_and_plain_functions(model, linen):
 
     for call in (lambda: nets.from_function(plain)(nchw), lambda: attribution.saliency(plain)(nchw, 0),
                  lambda: attribution.integrated_gradients(plain, steps=2)(nchw, 0)):
-        with pytest.raises(ValueError, match=r"x: expected NHWC images .*\[\d+, 3, 32, 32\], which looks like NCHW") as info:
+        with pytest.raises(ValueError, match=r"x: expected NHWC .*\[\d+, 3, 32, 32\], which looks like NCHW") as info:
             call()
         assert info.value.__cause__ is not None  # Flax's own error stays attached
 
@@ -181,7 +182,7 @@ def test_a_linen_module_without_variables_says_how_to_wrap_it(linen):
     x = jnp.zeros((1, 32, 32, 3))
     for build in (attribution.saliency, attribution.integrated_gradients, attribution.guided_backprop,
                   attribution.occlusion, nets.from_function):
-        with pytest.raises(TypeError, match=r"fn: got a Linen module \(SmallCNN\).*nets.from_linen\(module, variables\)"):
+        with pytest.raises(TypeError, match=r"fn: got a Linen module \(SmallCNN\).*from_linen\(module, variables\)"):
             build(module)
     with pytest.raises(ValueError, match="variables: a Linen module .*nets.from_linen"):
         attribution.grad_cam(module, "conv3")
