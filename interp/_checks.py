@@ -42,6 +42,12 @@ def normalize_target(target: Target, batch: int) -> jax.Array | None:
 def select_scores(outputs: jax.Array, target: jax.Array | None) -> jax.Array:
     """Per-example scores [b] (or [b, k]) from `fn`'s outputs and a normalized target.
 
+    A concrete target out of range is an error. A traced one (a target passed
+    through `jit`) cannot be checked, so where it is out of range the score is
+    NaN, and so is its gradient: a gradient map of an impossible class is NaN
+    wherever the gradient reaches the input (a ReLU that is off still passes
+    0), never a silent map of zeros.
+
     Raises:
       ValueError: outputs of the wrong shape, or (when concrete) a target out of range.
     """
@@ -55,13 +61,24 @@ def select_scores(outputs: jax.Array, target: jax.Array | None) -> jax.Array:
     if outputs.ndim != 2:
         raise ValueError(f"fn: expected logits [b, classes] with a target, got shape {list(outputs.shape)}")
     classes = outputs.shape[1]
+    picks = target[:, None] if target.ndim == 1 else target
     if not isinstance(target, jax.core.Tracer):
         bad = np.asarray(target)
         if bad.size and (bad.min() < 0 or bad.max() >= classes):
             raise ValueError(f"target: class indices must lie in [0, {classes}); got {bad.min()}..{bad.max()}")
-    if target.ndim == 1:
-        return jnp.take_along_axis(outputs, target[:, None], axis=1)[:, 0]
-    return jnp.take_along_axis(outputs, target, axis=1)
+        scores = jnp.take_along_axis(outputs, picks, axis=1)
+    else:
+        scores = jnp.take_along_axis(outputs, picks, axis=1, mode="clip") * nan_out_of_range(picks, classes)
+    return scores[:, 0] if target.ndim == 1 else scores
+
+
+def nan_out_of_range(target: jax.Array, classes: int) -> jax.Array:
+    """1 where `target` lies in [0, classes), else NaN: the factor that marks a traced target out of range.
+
+    A factor rather than a NaN fill: a filled value's gradient is 0, which would
+    make every gradient-based map of that target silently zero.
+    """
+    return jnp.where((target >= 0) & (target < classes), 1.0, jnp.nan)
 
 
 def check_target_range(outputs: jax.ShapeDtypeStruct, target: jax.Array | None) -> None:

@@ -20,16 +20,42 @@ import jax.numpy as jnp
 import numpy as np
 
 from interp._checks import Target, normalize_target, select_scores
-from interp.nets.adapter import Model, check_input
+from interp.nets.adapter import Model, check_input, check_not_linen, layout_hint
 from interp.ops import for_speed
 
 ScoreFn = Callable[[jax.Array], jax.Array]
+
+
+def check_fn(fn: Any) -> ScoreFn:
+    """`fn` checked when a method is built: a `Model` as it is, a plain callable explained on failure.
+
+    A plain function's first call that fails on images that look NCHW raises
+    a `ValueError` saying so (`interp.nets.adapter.layout_hint`); the check
+    runs where the function is traced, never per step.
+
+    Raises:
+      TypeError: `fn` is a Linen module (without variables) or not callable.
+    """
+    check_not_linen(fn, "fn")
+    if not callable(fn):
+        raise TypeError(f"fn: expected a callable or a nets.Model, got {type(fn).__name__}")
+    if isinstance(fn, Model):
+        return fn
+
+    def explained(x):
+        with layout_hint(x):
+            return fn(x)
+
+    return explained
 
 
 def check_batch(fn: Any, x: jax.Array, name: str = "x") -> jax.Array:
     """Checks `x` as a batch for `fn`: the model's input spec if it has one, else rank >= 2.
 
     NaN and infinity are rejected where `x` is concrete (see `check_input`).
+
+    Raises:
+      ValueError: a rank below 2, an empty batch, or what `check_input` rejects.
     """
     spec = fn.input_spec if isinstance(fn, Model) else None
     if spec is None and np.ndim(x) < 2:

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from interp._checks import Target, check_target_range, normalize_target, select_scores
+from interp._checks import Target, check_target_range, nan_out_of_range, normalize_target, select_scores
 from interp.attribution._core import check_batch
 from interp.nets.adapter import Model, as_model
 
@@ -53,7 +53,8 @@ def cam(
         if target is None:
             raise ValueError("target: CAM needs a target class to take the head weights of")
         check_target_range(jax.ShapeDtypeStruct((x.shape[0], weights.shape[1]), weights.dtype), target)
-        w = weights[:, target]  # [c, b] or [c, b, k]
+        # A traced target out of range gives NaN weights (indexing alone would clamp or wrap it).
+        w = weights[:, target] * nan_out_of_range(target, weights.shape[1])[None]  # [c, b] or [c, b, k]
         maps = jnp.einsum("bhwc,cb...->b...hw", acts, w)
         return _finish(maps, x, upsample)
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from interp._checks import Target, check_choice
-from interp.attribution._core import ScoreFn, check_batch, input_gradients
+from interp.attribution._core import ScoreFn, check_batch, check_fn, input_gradients
 
 SALIENCY_MODES = ("signed", "absolute", "max_abs_channel")
 
@@ -23,8 +23,13 @@ def saliency(fn: ScoreFn, mode: str = "signed") -> Callable[..., jax.Array]:
     Returns:
       `attribute(x, target=None)`: attributions like `x` [b, ...] ([b, k, ...]
       for a [b, k] target); "max_abs_channel" drops the last axis.
+
+    Raises:
+      TypeError: `fn` is a Linen module without variables (see `_core.check_fn`).
+      ValueError: a bad `mode`; at the call, a bad batch or target (see `_core`).
     """
     check_choice("mode", mode, SALIENCY_MODES)
+    fn = check_fn(fn)
 
     def attribute(x: jax.Array, target: Target = None) -> jax.Array:
         x = check_batch(fn, x)
@@ -46,7 +51,11 @@ def gradient_x_input(fn: ScoreFn) -> Callable[..., jax.Array]:
 
     Returns:
       `attribute(x, target=None)`: [b, ...] like `x`, or [b, k, ...] for a [b, k] target.
+
+    Raises:
+      TypeError: `fn` is a Linen module without variables (see `_core.check_fn`).
     """
+    fn = check_fn(fn)
 
     def attribute(x: jax.Array, target: Target = None) -> jax.Array:
         x = check_batch(fn, x)

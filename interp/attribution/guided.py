@@ -15,7 +15,7 @@ from typing import Any
 import jax
 
 from interp._checks import Target
-from interp.attribution._core import ScoreFn, check_batch, input_gradients
+from interp.attribution._core import ScoreFn, check_batch, check_fn, input_gradients
 from interp.attribution.cam import grad_cam
 from interp.nets.adapter import Model, as_model
 from interp.ops import with_relu_backward
@@ -29,6 +29,7 @@ def _rewrite(fn: ScoreFn, rule: str) -> ScoreFn:
 
 
 def _modified_gradient(fn: ScoreFn, rule: str):
+    fn = check_fn(fn)
     rewritten = _rewrite(fn, rule)
 
     def attribute(x: jax.Array, target: Target = None) -> jax.Array:
@@ -47,6 +48,9 @@ def deconvnet(fn: ScoreFn):
     Returns:
       `attribute(x, target=None)` -> [b, ...] like `x` ([b, k, ...] for a
       [b, k] target).
+
+    Raises:
+      TypeError: `fn` is a Linen module without variables (see `_core.check_fn`).
     """
     return _modified_gradient(fn, "deconvnet")
 
@@ -60,6 +64,9 @@ def guided_backprop(fn: ScoreFn):
     Returns:
       `attribute(x, target=None)` -> [b, ...] like `x` ([b, k, ...] for a
       [b, k] target).
+
+    Raises:
+      TypeError: `fn` is a Linen module without variables (see `_core.check_fn`).
     """
     return _modified_gradient(fn, "guided")
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from interp._checks import Target, check_choice, check_positive_int, normalize_target, select_scores
 from interp.attribution._chunks import fold, repeat_per_example, unfold, weighted_sum
-from interp.attribution._core import ScoreFn, check_batch, input_gradients
+from interp.attribution._core import ScoreFn, check_batch, check_fn, input_gradients
 
 IG_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre")
 
@@ -63,9 +63,15 @@ def integrated_gradients(
         return_gap: also return the completeness gap
           `sum(attr) - (F(x) - F(baseline))` per example ([b] or [b, k]).
       Attributions are [b, ...] like `x` ([b, k, ...] for a [b, k] target).
+
+    Raises:
+      TypeError: `fn` is a Linen module without variables (see `_core.check_fn`).
+      ValueError: bad `steps`, `method` or `chunk_size`; at the call, a bad
+        batch, baseline or target.
     """
     check_positive_int("steps", steps)
     check_positive_int("chunk_size", chunk_size, allow_none=True)
+    fn = check_fn(fn)
     alphas, weights = quadrature(method, steps)
 
     def one_baseline(x, baseline, target, return_gap):

@@ -8,7 +8,7 @@ import numpy as np
 
 from interp._checks import OUTPUTS, Target, check_choice, check_positive_int, normalize_target, select_scores
 from interp.attribution._chunks import even_chunks, fold, repeat_per_example, scan_sum, unfold
-from interp.attribution._core import ScoreFn, check_batch
+from interp.attribution._core import ScoreFn, check_batch, check_fn
 
 
 def occlusion(
@@ -43,11 +43,17 @@ def occlusion(
 
     Returns:
       `attribute(x, target=None)`: [b, h, w], or [b, k, h, w] for a [b, k] target.
+
+    Raises:
+      TypeError: `fn` is a Linen module without variables (see `_core.check_fn`).
+      ValueError: bad `window`, `stride`, `chunk_size` or `output`; at the
+        call, a bad batch or target.
     """
     window = _pair("window", window)
     stride = _pair("stride", stride)
     check_positive_int("chunk_size", chunk_size, allow_none=True)
     check_choice("output", output, OUTPUTS)
+    fn = check_fn(fn)
 
     def attribute(x: jax.Array, target: Target = None) -> jax.Array:
         x = check_batch(fn, x)

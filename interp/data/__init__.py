@@ -7,6 +7,7 @@ from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
 from interp.data.stream import (
     BatchSource,
     batch_images,
+    check_indices,
     check_source,
     check_span,
     epoch_indices,
@@ -21,6 +22,7 @@ from interp.data.voc_part import ANIMAL_CLASSES, ANIMAL_PART_GROUPS, ICNN_LANDMA
 __all__ = [
     "BatchSource",
     "batch_images",
+    "check_indices",
     "check_source",
     "check_span",
     "epoch_indices",

@@ -38,6 +38,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from interp.data.stream import check_indices
+
 Example = dict[str, np.ndarray]
 
 # How `batch` treats a key. Points and boxes are scaled relative to the
@@ -83,8 +85,15 @@ class Reader(abc.ABC):
         """Reads example `index`, already known to be in range."""
 
     def __getitem__(self, index: int) -> Example:
-        """One example at raw resolution (see the module docstring)."""
-        index = int(index)
+        """One example at raw resolution (see the module docstring).
+
+        Raises:
+          ValueError: `index` is not an integer.
+          IndexError: `index` is out of range.
+        """
+        if np.ndim(index) != 0:
+            raise ValueError(f"{type(self).__name__}: expected one integer index, got {index!r}")
+        index = int(check_indices(index, "index"))
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"{type(self).__name__}: index {index} out of range for {n} examples")
@@ -101,8 +110,11 @@ class Reader(abc.ABC):
             A dict with 'image' float32 [B, S, S, 3] in [0, 1], masks [B, ..., S, S],
             points and boxes rescaled to the S x S pixel grid, other keys stacked
             as they are (ragged keys padded along their leading axis).
+
+        Raises:
+            ValueError: `indices` are empty or not integers.
         """
-        indices = list(indices)
+        indices = list(check_indices(indices))
         if not indices:
             raise ValueError(f"{type(self).__name__}.batch: indices is empty")
         resized = [resize_example(self[i], image_size, self.fields) for i in indices]
@@ -149,11 +161,26 @@ def load_rgb(path, dataset: str, expected: str) -> np.ndarray:
     Raises:
         FileNotFoundError: `path` is no file; the message names `dataset` and
             where the image was `expected`.
+        OSError: the file is no image PIL can decode, e.g. a truncated JPEG;
+            the message names `dataset` and `path` (see `decode_rgb`).
     """
     if not path.is_file():
         raise FileNotFoundError(f"{dataset}: image {path} not found; expected {expected}")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    return decode_rgb(path, dataset)
+
+
+def decode_rgb(path, dataset: str) -> np.ndarray:
+    """An image file's pixels as uint8 [H, W, 3], converted to RGB.
+
+    Raises:
+        OSError: naming `dataset` and `path`, where PIL cannot decode the file
+            (corrupt, truncated, or not an image); PIL's own error says neither.
+    """
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as error:  # PIL's UnidentifiedImageError is an OSError too
+        raise OSError(f"{dataset}: cannot decode image {path} ({error}); the file is corrupt or truncated") from error
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:

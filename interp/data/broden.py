@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
 
-from interp.data._reader import IMAGE, KEEP, MASK, Example, Field, Reader, load_rgb
+from interp.data._reader import IMAGE, KEEP, MASK, Example, Field, Reader, decode_rgb, load_rgb
 
 _NAME = "Broden"
 _INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
@@ -155,12 +154,16 @@ def decode_label_png(path: Path, seg_size: tuple[int, int] | None = None) -> np.
 
     Returns:
         int32 [sh, sw] of global label numbers (0 = unlabeled).
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        OSError: the file cannot be decoded (corrupt or truncated); names it.
+        ValueError: its size differs from `seg_size`.
     """
     if not path.is_file():
         raise FileNotFoundError(f"{_NAME}: label map {path} not found; expected it under images/ "
                                 "as named in index.csv")
-    with Image.open(path) as png:
-        rgb = np.asarray(png.convert("RGB")).astype(np.int32)
+    rgb = decode_rgb(path, _NAME).astype(np.int32)
     if seg_size is not None and rgb.shape[:2] != tuple(seg_size):
         raise ValueError(f"{_NAME}: label map {path} is {rgb.shape[0]}x{rgb.shape[1]}; "
                          f"index.csv says sh x sw = {seg_size[0]}x{seg_size[1]}")

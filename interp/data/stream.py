@@ -52,6 +52,19 @@ def check_source(source: Any, argument: str = "data") -> BatchSource:
     return source
 
 
+def check_indices(indices: Any, argument: str = "indices") -> Any:
+    """Returns `indices` if they are integers (concrete or traced), else raises a `ValueError` naming `argument`.
+
+    Every batch source takes integer example indices; a float index would be
+    truncated to another example without a word. An empty list passes (numpy
+    gives it a float dtype, but it holds no index to truncate).
+    """
+    dtype = indices.dtype if hasattr(indices, "dtype") else np.asarray(indices).dtype
+    if np.size(indices) and not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"{argument}: expected integer example indices, got dtype {dtype}")
+    return indices
+
+
 def check_span(source: BatchSource, num_examples: int | None, first: int = 0, argument: str = "data") -> int:
     """The number of examples a pass over `source` from index `first` reads.
 
@@ -137,7 +150,7 @@ class sized:  # noqa: N801 -- reads as a function: sized(reader, 224)
         return len(self.reader)
 
     def batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
-        return self.reader.batch(np.asarray(indices), image_size=self.image_size)
+        return self.reader.batch(np.asarray(check_indices(indices)), image_size=self.image_size)
 
     @property
     def num_classes(self) -> int | None:
@@ -168,5 +181,10 @@ class in_memory:  # noqa: N801 -- reads as a function: in_memory(images)
         return int(np.shape(jax.tree.leaves(self.arrays)[0])[0])
 
     def batch(self, indices: Sequence[int] | np.ndarray) -> Any:
-        indices = np.asarray(indices)
+        """Rows `indices` of every leaf.
+
+        Raises:
+          ValueError: `indices` are not integers.
+        """
+        indices = np.asarray(check_indices(indices))
         return jax.tree.map(lambda leaf: leaf[indices], self.arrays)

@@ -40,6 +40,7 @@ import numpy as np
 from interp.data import _synth_render as R
 from interp.data import _synth_sample as S
 from interp.data import _synth_templates as T
+from interp.data.stream import check_indices
 
 MIN_SIZE, MAX_SIZE = 32, 224
 BIAS_ATTRIBUTES = ("red_tint", "striped_background")
@@ -141,11 +142,15 @@ class SynthParts:
               `texture_names` on object pixels, 0 elsewhere.
             scene: int32 [B] background type, index into `scene_names`.
             attributes: bool [B, A] in `attribute_names` order.
+
+        Raises:
+          ValueError: `indices` are not integers (a float index would be
+            truncated to another example).
         """
         # Only the fields that change shapes or code are static, so sweeping
         # seeds, clutter or bias reuses one compiled program.
         return _generate(
-            jnp.asarray(indices, jnp.int32),
+            jnp.asarray(check_indices(indices), jnp.int32),
             self.seed,
             self.clutter,
             self.bias,

@@ -55,7 +55,9 @@ def dataset_examples(
       data: a batch source (`interp.data`) whose batches are images
         [B, H, W, 3] or dicts with an 'image' entry (SynthParts,
         `sized(reader, S)`, `in_memory(images)`); only images are read.
-      k: examples kept per unit.
+      k: examples kept per unit; at most the number of candidates (the
+        images searched in "images" mode, images times positions in
+        "patches" mode), so that no entry is left empty.
       mode: "images" or "patches" (see `top_k_update`).
       batch_size: images per step (at most `num_examples`).
       num_examples: examples searched, `first ... first + num_examples - 1`;
@@ -65,20 +67,37 @@ def dataset_examples(
     Returns:
       A `TopK` with C units; its indices are indices of `data`, so
       `crop_patches(data, top, field)` cuts the patches out of the same images.
+
+    Raises:
+      ValueError: a bad `mode`, `k` or `batch_size`, a span past the end of
+        `data` (`check_span`), an unknown `layer`, or `k` above the number of
+        candidates (an empty entry's index -1 would read as the last image).
     """
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
     model = nets.as_model(model)
     data = check_source(data, "data")
     count = check_span(data, num_examples, first, "data")
+    k = check_positive_int("k", k)
     batch_size = min(check_positive_int("batch_size", batch_size), count)
     state = None
     for indices, valid in pass_indices(count, batch_size, first):
         images = jnp.asarray(batch_images(data.batch(indices), "data"))
         if state is None:
-            state = top_k_init(model.layer_shape(images, layer).shape[-1], k)
+            shape = model.layer_shape(images, layer).shape
+            _check_k(k, count, mode, positions=int(np.prod(shape[1:-1])))
+            state = top_k_init(shape[-1], k)
         state = _step(model, state, images, jnp.asarray(np.where(valid, indices, -1)), layer=layer, mode=mode)
     return state
+
+
+def _check_k(k: int, count: int, mode: str, positions: int) -> None:
+    """`k` at most the candidates per unit: `count` images, times `positions` in "patches" mode."""
+    candidates = count * positions if mode == "patches" else count
+    if k > candidates:
+        per = f"{count} images x {positions} positions" if mode == "patches" else f"{count} images"
+        raise ValueError(f"k: expected at most the {candidates} candidates per unit of mode {mode!r} "
+                         f"({per} searched), got {k}; lower k or search more examples")
 
 
 def crop_patches(

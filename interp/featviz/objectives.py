@@ -23,6 +23,13 @@ Regularizers (`l1`, `l2`, `total_variation`, `blur_penalty`) return a
 positive penalty, so they are subtracted: `obj - 0.05 * l1()`. Channels, positions
 and vectors may be traced values, so `jax.vmap(lambda c: channel("relu3", c))`
 builds one objective per channel inside a single compiled render.
+
+Indices are checked where their bounds are known: an index that is not an
+integer when the objective is built, a concrete channel, class or position
+out of range for its layer when the objective first meets the layer's
+activations (while the render is traced, so no step pays for it). A traced
+index has no value to check; out of range, it scores NaN (not a clamped or
+silent score), so the render's scores show it.
 """
 
 import dataclasses
@@ -144,31 +151,79 @@ def objective_sum(objectives: Sequence["Objective | str"]) -> Objective:
     return sum((as_objective(o) for o in objectives), start=0)
 
 
-def _at(a: jax.Array, position) -> jax.Array:
-    """[b, h, w, c] at spatial `position` (row, col), or its center if None -> [b, c]."""
+def _check_integer(argument: str, index) -> None:
+    """Raises a `ValueError` unless `index` (concrete or traced) is an integer scalar."""
+    if jnp.ndim(index) != 0 or not jnp.issubdtype(jnp.result_type(index), jnp.integer):
+        raise ValueError(f"{argument}: expected an integer index, got {index!r}")
+
+
+def _check_position(position) -> None:
+    if position is not None:
+        if len(position) != 2:
+            raise ValueError(f"position: expected (row, col), got {position!r}")
+        for index in position:
+            _check_integer("position", index)
+
+
+def _check_in_range(argument: str, index, size: int, layer: str, what: str) -> None:
+    """At trace time: a concrete `index` must lie in [-size, size), as a Python index would."""
+    if not isinstance(index, jax.core.Tracer) and not -size <= int(index) < size:
+        raise ValueError(f"{argument}: {int(index)} is out of range for layer {layer!r}, "
+                         f"which has {size} {what}; expected 0..{size - 1}")
+
+
+def _take_unit(a: jax.Array, index, argument: str, layer: str, what: str = "channels") -> jax.Array:
+    """`a[..., index]`; a traced index out of range gives NaN (`jnp.take`'s fill)."""
+    _check_in_range(argument, index, a.shape[-1], layer, what)
+    return jnp.take(a, index, axis=-1)
+
+
+def _at(a: jax.Array, position, layer: str) -> jax.Array:
+    """[b, h, w, c] at spatial `position` (row, col), or its center if None -> [b, c].
+
+    A traced position outside the map gives NaN rather than the clamped edge.
+    """
     if a.ndim == 2:
         return a
     if position is None:
         position = tuple(s // 2 for s in a.shape[1:-1])
     row, col = position
-    return a[:, row, col]
+    _check_in_range("position", row, a.shape[1], layer, "rows")
+    _check_in_range("position", col, a.shape[2], layer, "columns")
+    if isinstance(row, jax.core.Tracer) or isinstance(col, jax.core.Tracer):
+        return a.at[:, row, col].get(mode="fill", fill_value=jnp.nan)
+    return a[:, row, col]  # checked above; a static slice, not a gather
 
 
 # Units and layers.
 
 def neuron(layer: str, channel_index, position=None) -> Objective:
-    """One unit: channel `channel_index` at spatial `position` (row, col; default the center)."""
+    """One unit: channel `channel_index` at spatial `position` (row, col; default the center).
+
+    Raises:
+      ValueError: a non-integer index or position; at the first call, a
+        concrete one out of range for the layer (see the module docstring).
+    """
+    _check_integer("channel_index", channel_index)
+    _check_position(position)
     return Objective(
-        lambda acts: jnp.take(_at(acts[layer], position), channel_index, axis=-1),
+        lambda acts: _take_unit(_at(acts[layer], position, layer), channel_index, "channel_index", layer),
         (layer,),
         f"neuron({layer}, {channel_index}, {position})",
     )
 
 
 def channel(layer: str, channel_index) -> Objective:
-    """A channel's mean activation over all positions (for a dense layer, the unit itself)."""
+    """A channel's mean activation over all positions (for a dense layer, the unit itself).
+
+    Raises:
+      ValueError: a non-integer index; at the first call, a concrete one out
+        of range for the layer's channels (see the module docstring).
+    """
+    _check_integer("channel_index", channel_index)
+
     def score(acts):
-        a = jnp.take(acts[layer], channel_index, axis=-1)
+        a = _take_unit(acts[layer], channel_index, "channel_index", layer)
         return a.mean(axis=tuple(range(1, a.ndim))) if a.ndim > 1 else a
 
     return Objective(score, (layer,), f"channel({layer}, {channel_index})")
@@ -185,16 +240,28 @@ def deepdream(layer: str) -> Objective:
 
 
 def class_logit(class_index, layer: str = "logits") -> Objective:
-    """The pre-softmax score of class `class_index`."""
+    """The pre-softmax score of class `class_index`.
+
+    Raises:
+      ValueError: as `channel`, for the classes of `layer`.
+    """
+    _check_integer("class_index", class_index)
     return Objective(
-        lambda acts: jnp.take(acts[layer], class_index, axis=-1), (layer,), f"logit({class_index})"
+        lambda acts: _take_unit(acts[layer], class_index, "class_index", layer, "classes"),
+        (layer,),
+        f"logit({class_index})",
     )
 
 
 def class_probability(class_index, layer: str = "logits") -> Objective:
-    """The softmax probability of class `class_index`: raising it also lowers the other classes."""
+    """The softmax probability of class `class_index`: raising it also lowers the other classes.
+
+    Raises:
+      ValueError: as `channel`, for the classes of `layer`.
+    """
+    _check_integer("class_index", class_index)
     return Objective(
-        lambda acts: jnp.take(jax.nn.softmax(acts[layer], axis=-1), class_index, axis=-1),
+        lambda acts: _take_unit(jax.nn.softmax(acts[layer], axis=-1), class_index, "class_index", layer, "classes"),
         (layer,),
         f"probability({class_index})",
     )
@@ -226,11 +293,17 @@ def direction(layer: str, vector, position=None, cosine_power: float = 0.0) -> O
         image at one position ("what does this location see").
       position: (row, col) to score one position; None averages over all positions.
       cosine_power: exponent of the cosine factor (0: plain dot product).
+
+    Raises:
+      ValueError: a non-integer position; at the first call, a concrete one
+        outside the layer's map, or a vector of the wrong shape.
     """
+    _check_position(position)
+
     def score(acts):
         a = acts[layer]
         if position is not None:
-            a = _at(a, position)
+            a = _at(a, position, layer)
         v = _per_example(vector, a)
         dot = (a * v).sum(-1)
         if cosine_power:

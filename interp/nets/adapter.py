@@ -27,12 +27,14 @@ returned from `jit`, `vmap` and `grad`; changing it returns a copy.
 """
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import flax.errors
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,8 +71,15 @@ class Model:
     )
 
     def __call__(self, x: jax.Array) -> Any:
-        """The forward pass: `x` [b, ...] to the outputs (e.g. logits [b, classes])."""
-        return self.apply_fn(self.params, check_input(x, self.input_spec))
+        """The forward pass: `x` [b, ...] to the outputs (e.g. logits [b, classes]).
+
+        Raises:
+          ValueError: `x` does not fit `input_spec` or is an empty batch (see
+            `check_input`), or the function fails on images that look NCHW.
+        """
+        x = check_input(x, self.input_spec)
+        with layout_hint(x):
+            return self.apply_fn(self.params, x)
 
     def replace(self, **changes) -> "Model":
         """A copy with some fields changed, e.g. `model.replace(params=new)`."""
@@ -273,15 +282,17 @@ class Model:
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)),
                                 (self.params, x))
         leaves, treedef = jax.tree.flatten(abstract)
-        try:
-            return _owners_cached(self.apply_fn, treedef, tuple(leaves), len(jax.tree.leaves(self.params)))
-        except TypeError:  # an unhashable apply_fn: traced every time
-            return _owners_cached.__wrapped__(self.apply_fn, treedef, tuple(leaves),
-                                              len(jax.tree.leaves(self.params)))
+        with layout_hint(x):
+            try:
+                return _owners_cached(self.apply_fn, treedef, tuple(leaves), len(jax.tree.leaves(self.params)))
+            except TypeError:  # an unhashable apply_fn: traced every time
+                return _owners_cached.__wrapped__(self.apply_fn, treedef, tuple(leaves),
+                                                  len(jax.tree.leaves(self.params)))
 
     def _trace(self, x):
         x = check_input(x, self.input_spec)
-        return jax.make_jaxpr(self.apply_fn, return_shape=True)(self.params, x)
+        with layout_hint(x):
+            return jax.make_jaxpr(self.apply_fn, return_shape=True)(self.params, x)
 
     def _traced(self, x, layers):
         """The model traced once for `x`, its output shape, and the shapes of `layers`."""
@@ -430,7 +441,9 @@ def check_input(x, spec: tuple[int | None, ...] | None, name: str = "x"):
     concrete values (outside `jit`), since a traced value has none to check.
 
     Raises:
-      ValueError: naming `name`, what was expected and what was given.
+      ValueError: naming `name`, what was expected and what was given: a shape
+        that does not fit `spec` (saying so when it looks NCHW), an empty
+        batch, a non-float dtype, or NaN/infinity.
     """
     shape = tuple(np.shape(x))
     if spec is not None:
@@ -439,7 +452,10 @@ def check_input(x, spec: tuple[int | None, ...] | None, name: str = "x"):
             d is None or d == s for d, s in zip(spec, shape[1:])
         )
         if not fits:
-            raise ValueError(f"{name}: expected shape {expected}, got {list(shape)}")
+            hint = f", which looks like NCHW; {_TRANSPOSE}" if _looks_channels_first(shape) else ""
+            raise ValueError(f"{name}: expected shape {expected}, got {list(shape)}{hint}")
+    if shape and shape[0] == 0:
+        raise ValueError(f"{name}: expected a non-empty batch, got shape {list(shape)}")
     dtype = getattr(x, "dtype", None)
     if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"{name}: expected a floating-point array, got dtype {dtype}")
@@ -447,6 +463,33 @@ def check_input(x, spec: tuple[int | None, ...] | None, name: str = "x"):
         if not bool(jnp.all(jnp.isfinite(x))):
             raise ValueError(f"{name}: contains NaN or infinite values")
     return x
+
+
+_TRANSPOSE = "pass x.transpose(0, 2, 3, 1) for channels last"
+
+
+def _looks_channels_first(shape: tuple[int, ...]) -> bool:
+    """[b, c, h, w] with a colour-like c (1, 3 or 4) before larger spatial sides."""
+    return len(shape) == 4 and shape[1] in (1, 3, 4) and min(shape[2:]) > 4
+
+
+@contextlib.contextmanager
+def layout_hint(x, name: str = "x"):
+    """Re-raises an error of a model call on `x` as a `ValueError` saying so when `x` looks NCHW.
+
+    A function written for NHWC images fails deep inside (a Flax parameter
+    shape error, a convolution's feature mismatch) on channels-first input;
+    this names the likely cause and keeps the original error as the cause.
+    Only the failing call pays for it, once, at trace time.
+    """
+    try:
+        yield
+    except Exception as error:
+        shape = tuple(np.shape(x))
+        if not _looks_channels_first(shape):
+            raise
+        raise ValueError(f"{name}: expected NHWC images [b, h, w, c], got {list(shape)}, which looks like "
+                         f"NCHW; {_TRANSPOSE}") from error
 
 
 def _as_names(layers: str | Sequence[str]) -> tuple[str, ...]:
@@ -464,7 +507,12 @@ class _LinenApply:
     kwargs: tuple[tuple[str, Any], ...]
 
     def __call__(self, variables, x):
-        return self.module.apply(variables, x, **dict(self.kwargs))
+        try:
+            return self.module.apply(variables, x, **dict(self.kwargs))
+        except flax.errors.ScopeCollectionNotFound as error:
+            raise ValueError(f"variables: {type(self.module).__name__} reads a collection that variables "
+                             f"(keys: {', '.join(map(str, variables)) or 'none'}) lacks; pass the whole dict "
+                             "module.init returns ({'params': ...}), not variables['params']") from error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -498,7 +546,15 @@ def from_linen(
       input_spec: per-example input shape; defaults to the module's
         `input_spec` attribute when it has one (the zoo models do).
       **apply_kwargs: passed to `module.apply` (e.g. `train=False`).
+
+    Raises:
+      TypeError: `variables` is not a mapping (e.g. None).
+      ValueError: at the first call, when the module finds no collection it
+        reads in `variables` (e.g. `variables['params']` passed for `variables`).
     """
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"variables: expected the Linen variables module.init returns "
+                        f"({{'params': ...}}), got {type(variables).__name__}")
     spec = input_spec if input_spec is not None else getattr(module, "input_spec", None)
     return Model(_LinenApply(module, tuple(sorted(apply_kwargs.items()))), variables, spec)
 
@@ -514,19 +570,41 @@ def from_function(
     params: Params = None,
     input_spec: tuple[int | None, ...] | None = None,
 ) -> Model:
-    """A `Model` from a plain JAX function: `fn(x)`, or `fn(params, x)` when `params` is given."""
+    """A `Model` from a plain JAX function: `fn(x)`, or `fn(params, x)` when `params` is given.
+
+    Raises:
+      TypeError: `fn` is a Linen module (it needs its variables: `from_linen`).
+    """
+    check_not_linen(fn, "fn")
     if params is None:
         return Model(_PlainApply(fn), (), input_spec)
     return Model(fn, params, input_spec)
 
 
+def check_not_linen(fn: Any, argument: str) -> None:
+    """Raises a `TypeError` naming `argument` when `fn` is a Linen module where a function is expected.
+
+    An unbound Linen module is callable, so without this check it would fail
+    at its first call with Flax's "unbound module" error.
+    """
+    if isinstance(fn, nn.Module):
+        raise TypeError(f"{argument}: got a Linen module ({type(fn).__name__}) without its variables; "
+                        "pass nets.from_linen(module, variables)")
+
+
 def as_model(model: Any, variables: Mapping[str, Any] | None = None, **kwargs) -> Model:
-    """Turns a `Model`, Linen module (with `variables`), NNX module or function into a `Model`."""
+    """Turns a `Model`, Linen module (with `variables`), NNX module or function into a `Model`.
+
+    Raises:
+      ValueError: a Linen module without `variables`.
+      TypeError: `model` is none of these.
+    """
     if isinstance(model, Model):
         return model
     if isinstance(model, nn.Module):
         if variables is None:
-            raise ValueError("variables: a Linen module needs its variables")
+            raise ValueError(f"variables: a Linen module ({type(model).__name__}) needs its variables; pass "
+                             "variables=module.init(...) or nets.from_linen(module, variables)")
         return from_linen(model, variables, **kwargs)
     if isinstance(model, nnx.Module):
         return from_nnx(model, **kwargs)

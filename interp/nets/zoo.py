@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from interp._checks import check_positive_int
 from interp.nets.adapter import Model, from_linen
 from interp.nets.alexnet import AlexNet
 from interp.nets.resnet import ResNet18, ResNet50
@@ -46,8 +47,12 @@ def create_module(name: str, num_classes: int = 1000, **kw) -> nn.Module:
     Returns:
       An unbound Flax Linen module called as `module.apply(variables, x,
       train=False)` on images [B, H, W, 3].
+
+    Raises:
+      ValueError: an unknown `name`, or `num_classes` not a positive int.
     """
-    return _lookup(name)[0](num_classes=num_classes, **kw)
+    constructor = _lookup(name)[0]
+    return constructor(num_classes=check_positive_int("num_classes", num_classes), **kw)
 
 
 def create(name: str, num_classes: int = 1000, *, key: jax.Array, input_size: int | None = None, **kw) -> Model:
@@ -65,9 +70,12 @@ def create(name: str, num_classes: int = 1000, *, key: jax.Array, input_size: in
 
     Returns:
       `from_linen(module, module.init(key, zeros [1, s, s, 3]))`, in inference mode.
+
+    Raises:
+      ValueError: an unknown `name`, or `num_classes` or `input_size` not a positive int.
     """
     module = create_module(name, num_classes, **kw)
-    side = _lookup(name)[1] if input_size is None else input_size
+    side = _lookup(name)[1] if input_size is None else check_positive_int("input_size", input_size)
     return from_linen(module, module.init(key, jnp.zeros((1, side, side, 3)), train=False))
 
 
