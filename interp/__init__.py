@@ -12,8 +12,10 @@ The foundation, which knows no method:
     import, receptive fields.
   * `data`: SynthParts (ground truth for every claim) and readers for real
     datasets, all batch sources (`len(source)`, `source.batch(indices)`).
+  * `files`: arrays saved with a sha256 checksum verified on load
+    (`save_arrays`, `load_arrays`), the checksums checkpoints carry.
   * `train`: optax training from composable loss factories, resumable orbax
-    checkpoints.
+    checkpoints, checksummed.
 
 The method families, each a set of function transforms on a `Model`:
 

@@ -16,13 +16,14 @@ import interp
 ROOT = pathlib.Path(interp.__file__).parent
 
 # What each part of the library may import, besides itself and `interp._checks`.
-FOUNDATION = {"ops", "sharding", "nets", "data"}
+FOUNDATION = {"ops", "sharding", "nets", "data", "files"}
 ALLOWED = {
     "ops": set(),  # plain JAX: knows no model
     "sharding": set(),
     "data": set(),  # knows no model
+    "files": set(),  # checksummed files: below every part that writes one
     "nets": {"ops"},  # the zoo knows no method and no training
-    "train": {"ops", "sharding", "nets", "data"},
+    "train": {"ops", "sharding", "nets", "data", "files"},
     "metrics": FOUNDATION,  # what the method families evaluate with
     "attribution": FOUNDATION,
     "featviz": FOUNDATION | {"metrics"},
@@ -83,8 +84,8 @@ def test_the_shared_checks_import_no_part_of_the_library():
 
 def test_every_subpackage_imports_and_is_described_at_the_top():
     subpackages = [m.name for m in pkgutil.iter_modules(interp.__path__) if not m.name.startswith("_")]
-    assert set(subpackages) >= {"nets", "ops", "sharding", "data", "train", "attribution", "featviz", "dissect",
-                                "layers", "metrics", "viz", "cli"}
+    assert set(subpackages) >= {"nets", "ops", "sharding", "data", "files", "train", "attribution", "featviz",
+                                "dissect", "layers", "metrics", "viz", "cli"}
     for name in subpackages:
         module = importlib.import_module(f"interp.{name}")
         assert module.__doc__, f"interp.{name} has no docstring"

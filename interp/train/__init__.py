@@ -9,7 +9,7 @@ contract a new one follows); `make_train_step(loss, optimizer)` is the jitted
 update on its own.
 """
 
-from interp.train.checkpoint import CheckpointError, Checkpoints
+from interp.train.checkpoint import CheckpointError, Checkpoints, CorruptCheckpointError
 from interp.train.loop import fit, make_evaluator, read_metrics
 from interp.train.losses import Forward, Loss, classification_loss
 from interp.train.state import TrainState, create_train_state
@@ -18,6 +18,7 @@ from interp.train.step import make_train_step
 __all__ = [
     "CheckpointError",
     "Checkpoints",
+    "CorruptCheckpointError",
     "Forward",
     "Loss",
     "TrainState",

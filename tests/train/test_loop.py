@@ -146,7 +146,7 @@ def test_missing_and_corrupt_checkpoints_are_named(tmp_path):
         if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name:
             path.write_bytes(b"not a checkpoint" * 4)
     corrupt = trainlib.Checkpoints(tmp_path / "ok" / "checkpoints", every=5)
-    with pytest.raises(trainlib.CheckpointError, match=r"checkpoints/5 could not be restored"):
+    with pytest.raises(trainlib.CorruptCheckpointError, match=r"checkpoints/5 \(step 5\) is corrupt"):
         corrupt.restore(like)
     corrupt.close()
 
