@@ -22,6 +22,7 @@ from experiments import common
 from experiments.configs import AttributionConfig
 from interp import attribution as attr
 from interp import metrics, nets, viz
+from interp import train as trainlib
 from interp.data import SynthParts
 
 CAM_LAYER = "relu4"  # the layer SmallCNN's global average pool reads
@@ -144,40 +145,42 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default="runs/attribution")
     common.config_arguments(parser, default="attribution")
     args = parser.parse_args(argv)
-    config = common.config_from(args, AttributionConfig)
-    workdir = pathlib.Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    with trainlib.hold_workdir(args.workdir):
+        config = common.config_from(args, AttributionConfig)
+        workdir = pathlib.Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
 
-    run = common.restore(args.run)
-    data = common.held_out(run.config)
-    batch = data.batch(jnp.arange(config.images, dtype=jnp.int32))
-    images, labels, object_mask = batch["image"], batch["label"], batch["object_mask"]
-    key = jax.random.key(0)
-    trained, random_init = run.model, run.random_init
-    store = common.Results(workdir, {"run": str(pathlib.Path(args.run).resolve()), **vars(config)})
-    trained_maps = {}
+        run = common.restore(args.run)
+        data = common.held_out(run.config)
+        batch = data.batch(jnp.arange(config.images, dtype=jnp.int32))
+        images, labels, object_mask = batch["image"], batch["label"], batch["object_mask"]
+        key = jax.random.key(0)
+        trained, random_init = run.model, run.random_init
+        store = common.Results(workdir, {"run": str(pathlib.Path(args.run).resolve()), **vars(config)},
+                               force_new_config=args.force_new_config)
+        trained_maps = {}
 
-    def maps_of_trained():
-        if not trained_maps:
-            trained_maps.update(compute_maps(trained, images, labels, key))
-        return trained_maps
+        def maps_of_trained():
+            if not trained_maps:
+                trained_maps.update(compute_maps(trained, images, labels, key))
+            return trained_maps
 
-    store.get_or_compute("images", lambda: config.images)
-    store.get_or_compute("accuracy", lambda: float((trained(images).argmax(-1) == labels).mean()))
-    store.get_or_compute("object_fraction", lambda: float(object_mask.mean()))
-    store.get_or_compute(("localization", "trained"), lambda: localization(maps_of_trained(), object_mask))
-    store.get_or_compute(("localization", "random_init"),
-                         lambda: localization(compute_maps(random_init, images, labels, key), object_mask))
-    store.get_or_compute("faithfulness", lambda: faithfulness(
-        trained, maps_of_trained(), images, labels, ("saliency", "integrated gradients", "Grad-CAM", "occlusion")))
-    store.get_or_compute("sanity_spearman_abs", lambda: sanity(
-        trained, images[: config.sanity_images], labels[: config.sanity_images], jax.random.key(1)))
-    results = store.values
-    (workdir / "results.md").write_text(markdown(results))
-    if not (workdir / "attribution_grid.png").exists():
-        attribution_figure(trained, data).savefig(workdir / "attribution_grid.png", dpi=110)
-    print(markdown(results))
-    return results
+        store.get_or_compute("images", lambda: config.images)
+        store.get_or_compute("accuracy", lambda: float((trained(images).argmax(-1) == labels).mean()))
+        store.get_or_compute("object_fraction", lambda: float(object_mask.mean()))
+        store.get_or_compute(("localization", "trained"), lambda: localization(maps_of_trained(), object_mask))
+        store.get_or_compute(("localization", "random_init"),
+                             lambda: localization(compute_maps(random_init, images, labels, key), object_mask))
+        store.get_or_compute("faithfulness", lambda: faithfulness(
+            trained, maps_of_trained(), images, labels, ("saliency", "integrated gradients", "Grad-CAM", "occlusion")))
+        store.get_or_compute("sanity_spearman_abs", lambda: sanity(
+            trained, images[: config.sanity_images], labels[: config.sanity_images], jax.random.key(1)))
+        results = store.values
+        (workdir / "results.md").write_text(markdown(results))
+        if not (workdir / "attribution_grid.png").exists():
+            attribution_figure(trained, data).savefig(workdir / "attribution_grid.png", dpi=110)
+        print(markdown(results))
+        return results
 
 
 if __name__ == "__main__":

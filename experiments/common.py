@@ -1,8 +1,9 @@
 """What the experiments share: configs from the command line, data streams, trained runs, tables, results.
 
-- Configs: `config_arguments(parser, default)` adds `--config NAME|PATH.py` and
-  `--set FIELD=VALUE` to a parser; `config_from(args, kind)` reads them
-  (`load_config`, `with_overrides`: the one override parser).
+- Configs: `config_arguments(parser, default)` adds `--config NAME|PATH.py`,
+  `--set FIELD=VALUE` and `--force-new-config` to a parser; `config_from(args, kind)`
+  reads them (`load_config`, `with_overrides`: the one override parser);
+  `check_same_config` is the rule that a rerun's config matches its workdir's.
 - Data: `synthparts_streams` (the training stream and the held-out one, seed + 1),
   a run's streams (`run_streams(config)`, `held_out(config)`), and
   `make_data(config)`: a training run's batch sources.
@@ -19,6 +20,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -81,34 +83,59 @@ _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no"
 
 def _parse_override(config: Any, override: str) -> tuple[str, Any]:
     key, sep, value = override.partition("=")
-    fields = [f.name for f in dataclasses.fields(config)]
-    if not sep or key not in fields:
-        raise ValueError(f"--set: expected field=value with field one of {', '.join(fields)}; got {override!r}")
-    current = getattr(config, key)
-    if isinstance(current, tuple):
+    kinds = typing.get_type_hints(type(config))
+    if not sep or key not in kinds:
+        raise ValueError(f"--set: expected field=value with field one of {', '.join(kinds)}; got {override!r}")
+    kind = kinds[key]
+    if typing.get_origin(kind) is tuple:
         return key, tuple(v for v in value.split(",") if v)
-    if isinstance(current, bool):
+    if kind is bool:
         if value.lower() not in _BOOLS:
             raise ValueError(f"--set {key}: expected true or false, got {value!r}")
         return key, _BOOLS[value.lower()]
     try:
-        return key, type(current)(value)
+        return key, kind(value)
     except ValueError:
-        raise ValueError(f"--set {key}: expected a {type(current).__name__}, got {value!r}") from None
+        article = "an" if kind is int else "a"
+        raise ValueError(f"--set {key}: expected {article} {kind.__name__}, got {value!r}") from None
 
 
 def config_arguments(parser: argparse.ArgumentParser, default: str | None) -> argparse.ArgumentParser:
-    """Adds `--config` (required when `default` is None) and `--set FIELD=VALUE` to `parser`."""
+    """Adds `--config` (required when `default` is None), `--set FIELD=VALUE` and `--force-new-config` to `parser`."""
     where = "a module in experiments/configs or a .py path"
     parser.add_argument("--config", default=default, required=default is None,
                         help=where + (f" (default {default})" if default else ""))
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    parser.add_argument("--force-new-config", action="store_true",
+                        help="replace the workdir's config with this one (by default a rerun must match it)")
     return parser
 
 
 def config_from(args: argparse.Namespace, kind: type) -> Any:
     """The config `config_arguments` read from the command line."""
     return load_config(args.config, kind, args.set)
+
+
+class ConfigMismatchError(ValueError):
+    """A rerun's config differs from the one its workdir was written with."""
+
+
+def check_same_config(stored: Any, config: Any, where: str | pathlib.Path, force_new_config: bool) -> None:
+    """Raises unless `config` equals the `stored` config of `where` (both as JSON), or `force_new_config`.
+
+    Raises:
+      ConfigMismatchError: naming each field that differs, with both values.
+    """
+    stored, config = _as_json(stored), _as_json(config)
+    if stored == config or force_new_config:
+        return
+    keys = sorted(set(stored) | set(config))
+    differences = [f"{key}: {stored.get(key, '(none)')!r} there, {config.get(key, '(none)')!r} now"
+                   for key in keys if stored.get(key, _MISSING) != config.get(key, _MISSING)]
+    raise ConfigMismatchError(
+        f"{where} was written with another config ({'; '.join(differences)}); rerun with the same config, "
+        "or pass --force-new-config (force_new_config=True) or use a fresh workdir to change it"
+    )
 
 
 # --- data ------------------------------------------------------------------------------------------------------
@@ -276,16 +303,21 @@ class Results:
     """A workdir's results.json, `{"config": ..., "results": {...}}`, rewritten as each part finishes.
 
     A rerun with the same config reuses every stored part (`get_or_compute`)
-    and computes only what is missing; a different config starts afresh.
+    and computes only what is missing; a different config is an error naming
+    the fields that differ, unless `force_new_config` (then it starts afresh).
     Values are stored as JSON reads them back (tuples become lists), and are
     returned that way on the first run too, so a rerun returns the same.
+
+    Raises:
+      ConfigMismatchError: results.json holds another config's results and not `force_new_config`.
     """
 
-    def __init__(self, workdir: str | pathlib.Path, config: Any):
+    def __init__(self, workdir: str | pathlib.Path, config: Any, force_new_config: bool = False):
         self.path = pathlib.Path(workdir) / "results.json"
         self.config = _as_json(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config)
-        stored = json.loads(self.path.read_text()) if self.path.exists() else {}
-        self.values: dict[str, Any] = stored["results"] if stored.get("config") == self.config else {}
+        stored = json.loads(self.path.read_text()) if self.path.exists() else {"config": self.config, "results": {}}
+        check_same_config(stored["config"], self.config, self.path, force_new_config)
+        self.values: dict[str, Any] = stored["results"] if stored["config"] == self.config else {}
 
     def get(self, path: str | Sequence[str], default: Any = None) -> Any:
         """The stored value at `path` (a key, or keys into nested dicts), or `default`."""

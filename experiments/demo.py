@@ -21,6 +21,7 @@ from experiments import attribution as attribution_experiment
 from experiments import common, train_classifier
 from experiments import featviz as featviz_experiment
 from experiments.configs import FeatvizConfig, TrainConfig
+from interp import train as trainlib
 from interp import viz
 from interp.data import SynthParts
 from interp.train import read_metrics
@@ -44,35 +45,37 @@ def main(argv: list[str] | None = None) -> dict:
     common.config_arguments(parser, default="small_cnn_synthparts")
     parser.add_argument("--featviz-config", default="featviz", help="the figures' FeatvizConfig (experiments/configs)")
     args = parser.parse_args(argv)
-    workdir = pathlib.Path(args.workdir)
-    config = common.config_from(args, TrainConfig)
+    with trainlib.hold_workdir(args.workdir):
+        workdir = pathlib.Path(args.workdir)
+        config = common.config_from(args, TrainConfig)
 
-    start = time.perf_counter()
-    val = train_classifier.run(config, workdir)
-    seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        val = train_classifier.run(config, workdir, force_new_config=args.force_new_config)
+        seconds = time.perf_counter() - start
 
-    viz.training_curve(read_metrics(workdir / "metrics.jsonl")).savefig(workdir / "training_curve.png", dpi=120)
-    dataset, held_out = common.run_streams(config)
-    draw_samples(dataset).savefig(workdir / "synthparts_samples.png", dpi=120)
-    model = common.restore(workdir).model
-    figure = attribution_experiment.attribution_figure(model, held_out)
-    figure.savefig(workdir / "attribution_grid.png", dpi=110)
-    featviz = featviz_experiment.run(model, held_out, workdir / "featviz",
-                                     common.load_config(args.featviz_config, FeatvizConfig), run_dir=workdir)
+        viz.training_curve(read_metrics(workdir / "metrics.jsonl")).savefig(workdir / "training_curve.png", dpi=120)
+        dataset, held_out = common.run_streams(config)
+        draw_samples(dataset).savefig(workdir / "synthparts_samples.png", dpi=120)
+        model = common.restore(workdir).model
+        figure = attribution_experiment.attribution_figure(model, held_out)
+        figure.savefig(workdir / "attribution_grid.png", dpi=110)
+        featviz = featviz_experiment.run(model, held_out, workdir / "featviz",
+                                         common.load_config(args.featviz_config, FeatvizConfig), run_dir=workdir,
+                                         force_new_config=args.force_new_config)
 
-    summary = {
-        "val_accuracy": val["accuracy"],
-        "val_loss": val["loss"],
-        "steps": config.steps,
-        "train_seconds_this_invocation": round(seconds, 1),
-        "featviz_render_over_best_held_out_median": {
-            layer: r["ratio_median"] for layer, r in featviz["layers"].items()
-        },
-        "devices": [str(d) for d in jax.devices()],
-    }
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary))
-    return summary
+        summary = {
+            "val_accuracy": val["accuracy"],
+            "val_loss": val["loss"],
+            "steps": config.steps,
+            "train_seconds_this_invocation": round(seconds, 1),
+            "featviz_render_over_best_held_out_median": {
+                layer: r["ratio_median"] for layer, r in featviz["layers"].items()
+            },
+            "devices": [str(d) for d in jax.devices()],
+        }
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(json.dumps(summary))
+        return summary
 
 
 if __name__ == "__main__":

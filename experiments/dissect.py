@@ -21,6 +21,7 @@ import time
 from experiments import common, train_classifier
 from experiments.configs import DissectConfig, TrainConfig
 from interp import dissect, nets, viz
+from interp import train as trainlib
 
 
 def table(summaries: dict) -> str:
@@ -65,22 +66,24 @@ def main(argv: list[str] | None = None) -> dict:
                         help="override a field of --train-config")
     common.config_arguments(parser, default="dissect")
     args = parser.parse_args(argv)
-    config = common.config_from(args, DissectConfig)
-    run_dir, workdir = pathlib.Path(args.run), pathlib.Path(args.workdir)
-    if not (run_dir / "config.json").exists():
-        train_classifier.run(common.load_config(args.train_config, TrainConfig, args.train_set), run_dir)
-    trained = common.restore(run_dir)
-    models = {"trained": trained.model, "random": trained.random_init}
-    data = dissect.SynthPartsConcepts(common.held_out(trained.config), num_examples=config.images)
+    with trainlib.hold_workdir(args.workdir):
+        config = common.config_from(args, DissectConfig)
+        run_dir, workdir = pathlib.Path(args.run), pathlib.Path(args.workdir)
+        if not (run_dir / "config.json").exists():
+            train_classifier.run(common.load_config(args.train_config, TrainConfig, args.train_set), run_dir)
+        trained = common.restore(run_dir)
+        models = {"trained": trained.model, "random": trained.random_init}
+        data = dissect.SynthPartsConcepts(common.held_out(trained.config), num_examples=config.images)
 
-    store = common.Results(workdir, {"run": str(run_dir.resolve()), **vars(config)})
-    summaries = run(models, data, workdir, config.layers, store, convention=config.convention,
-                    upsampling=config.upsampling, batch_size=config.batch_size)
-    (workdir / "summary.json").write_text(json.dumps(summaries, indent=2) + "\n")
-    (workdir / "table.md").write_text(table(summaries))
-    viz.dissection_figure(summaries).savefig(workdir / "detectors.png", dpi=120)
-    print(table(summaries))
-    return summaries
+        store = common.Results(workdir, {"run": str(run_dir.resolve()), **vars(config)},
+                               force_new_config=args.force_new_config)
+        summaries = run(models, data, workdir, config.layers, store, convention=config.convention,
+                        upsampling=config.upsampling, batch_size=config.batch_size)
+        (workdir / "summary.json").write_text(json.dumps(summaries, indent=2) + "\n")
+        (workdir / "table.md").write_text(table(summaries))
+        viz.dissection_figure(summaries).savefig(workdir / "detectors.png", dpi=120)
+        print(table(summaries))
+        return summaries
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from experiments import common
 from experiments.configs import FeatvizConfig
 from interp import featviz as fv
 from interp import nets, viz
+from interp import train as trainlib
 from interp.data import SynthParts, pass_indices
 
 LAYERS = ("conv2", "conv3", "conv4")
@@ -83,15 +84,17 @@ def semantic_figures(model: nets.Model, dataset: SynthParts, key, steps: int):
 
 
 def run(model: nets.Model, dataset: SynthParts, workdir: pathlib.Path, config: FeatvizConfig, *,
-        run_dir: str | pathlib.Path) -> dict:
+        run_dir: str | pathlib.Path, force_new_config: bool = False) -> dict:
     """Every figure and the render/dataset ratios; writes them to `workdir` and returns the results.
 
     Resumes: a layer whose results `workdir`/results.json holds for the same
-    config and `run_dir` (the trained run `model` comes from) is not rendered again.
+    config and `run_dir` (the trained run `model` comes from) is not rendered again;
+    results.json of another config is an error unless `force_new_config`.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(config.seed)
-    store = common.Results(workdir, {"run": str(pathlib.Path(run_dir).resolve()), **vars(config)})
+    store = common.Results(workdir, {"run": str(pathlib.Path(run_dir).resolve()), **vars(config)},
+                           force_new_config=force_new_config)
     for index, layer in enumerate(LAYERS):
         if ("layers", layer) in store:
             continue
@@ -132,13 +135,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default="runs/featviz")
     common.config_arguments(parser, default="featviz")
     args = parser.parse_args(argv)
-    config = common.config_from(args, FeatvizConfig)
-    trained = common.restore(args.run)
-    results = run(trained.model, common.held_out(trained.config), pathlib.Path(args.workdir), config, run_dir=args.run)
-    for layer, r in results["layers"].items():
-        print(f"{layer}: rendered / best held-out mean activation, median {r['ratio_median']}x, "
-              f"min {r['ratio_min']}x ({r['seconds']} s)")
-    return results
+    with trainlib.hold_workdir(args.workdir):
+        config = common.config_from(args, FeatvizConfig)
+        trained = common.restore(args.run)
+        results = run(trained.model, common.held_out(trained.config), pathlib.Path(args.workdir), config,
+                      run_dir=args.run, force_new_config=args.force_new_config)
+        for layer, r in results["layers"].items():
+            print(f"{layer}: rendered / best held-out mean activation, median {r['ratio_median']}x, "
+                  f"min {r['ratio_min']}x ({r['seconds']} s)")
+        return results
 
 
 if __name__ == "__main__":

@@ -227,35 +227,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--voc-part", help="a VOC2010 folder with Annotations_Part: run its animal task instead")
     common.config_arguments(parser, default="icnn")
     args = parser.parse_args(argv)
-    config = common.config_from(args, IcnnConfig)
-    workdir = pathlib.Path(args.workdir)
-    if args.cub:
-        tasks = [folder_task("cub", CUB200(args.cub, split="train"), CUB200(args.cub, split="test"), config,
-                             CUB_ICNN_PARTS)]
-    elif args.voc_part:
-        tasks = [folder_task("voc_part", VOCPart(args.voc_part, split="train"),
-                             VOCPart(args.voc_part, split="val"), config)]
-    else:
-        tasks = synthparts_tasks(config)
+    with trainlib.hold_workdir(args.workdir):
+        config = common.config_from(args, IcnnConfig)
+        workdir = pathlib.Path(args.workdir)
+        if args.cub:
+            tasks = [folder_task("cub", CUB200(args.cub, split="train"), CUB200(args.cub, split="test"), config,
+                                 CUB_ICNN_PARTS)]
+        elif args.voc_part:
+            tasks = [folder_task("voc_part", VOCPart(args.voc_part, split="train"),
+                                 VOCPart(args.voc_part, split="val"), config)]
+        else:
+            tasks = synthparts_tasks(config)
 
-    store = common.Results(workdir, {"dataset": args.cub or args.voc_part or "synthparts", **vars(config)})
-    for task in tasks:
-        models = {}
-        for name, interpretable in (("ordinary", False), ("interpretable", True)):
-            start = time.perf_counter()
-            models[name] = train_network(task, interpretable, workdir / task.name / name, config)
-            if (task.name, name) not in store:
-                measured = evaluate(models[name], task, config)
-                if task.name == "multi" and not (args.cub or args.voc_part):
-                    measured["part_iou"] = part_iou(models[name], config)
-                store.put((task.name, name), measured | {"seconds": round(time.perf_counter() - start, 1)})
-            print(task.name, name, json.dumps(store.get((task.name, name))), flush=True)
-        if task is tasks[0] and not (workdir / "feature_maps.png").exists():
-            feature_map_figure(models, task).savefig(workdir / "feature_maps.png", dpi=110)
-    results = store.values
-    (workdir / "table.md").write_text(table(results))
-    print(table(results))
-    return results
+        store = common.Results(workdir, {"dataset": args.cub or args.voc_part or "synthparts", **vars(config)},
+                               force_new_config=args.force_new_config)
+        for task in tasks:
+            models = {}
+            for name, interpretable in (("ordinary", False), ("interpretable", True)):
+                start = time.perf_counter()
+                models[name] = train_network(task, interpretable, workdir / task.name / name, config)
+                if (task.name, name) not in store:
+                    measured = evaluate(models[name], task, config)
+                    if task.name == "multi" and not (args.cub or args.voc_part):
+                        measured["part_iou"] = part_iou(models[name], config)
+                    store.put((task.name, name), measured | {"seconds": round(time.perf_counter() - start, 1)})
+                print(task.name, name, json.dumps(store.get((task.name, name))), flush=True)
+            if task is tasks[0] and not (workdir / "feature_maps.png").exists():
+                feature_map_figure(models, task).savefig(workdir / "feature_maps.png", dpi=110)
+        results = store.values
+        (workdir / "table.md").write_text(table(results))
+        print(table(results))
+        return results
 
 
 if __name__ == "__main__":

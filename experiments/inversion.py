@@ -25,6 +25,7 @@ from experiments import common
 from experiments.configs import InversionConfig
 from interp import featviz as fv
 from interp import nets, viz
+from interp import train as trainlib
 from interp.data import SynthParts, in_memory
 
 LAYERS = ("relu1", "pool1", "relu2", "pool2", "relu3", "relu4", "gap")
@@ -87,27 +88,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default="runs/inversion")
     common.config_arguments(parser, default="inversion")
     args = parser.parse_args(argv)
-    config = common.config_from(args, InversionConfig)
-    workdir = pathlib.Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    with trainlib.hold_workdir(args.workdir):
+        config = common.config_from(args, InversionConfig)
+        workdir = pathlib.Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
 
-    run = common.restore(args.run)
-    models = {"trained": run.model}
-    if config.random_init:
-        models["random_init"] = run.random_init
-    data, held_out = common.run_streams(run.config)
+        run = common.restore(args.run)
+        models = {"trained": run.model}
+        if config.random_init:
+            models["random_init"] = run.random_init
+        data, held_out = common.run_streams(run.config)
 
-    store = common.Results(workdir, {"run": str(pathlib.Path(args.run).resolve()), **vars(config)})
-    figure = workdir / "reconstructions.png"
-    inverters = study(models, data, held_out, config, store, draw=not figure.exists())
-    results = store.values
-    (workdir / "results.md").write_text(table(results))
-    if not figure.exists():
-        images = held_out.batch(jnp.arange(6, dtype=jnp.int32))["image"]
-        reconstructions = {layer: np.asarray(inverters["trained", layer](run.model, images)) for layer in LAYERS}
-        viz.reconstruction_grid(np.asarray(images), reconstructions).savefig(figure, dpi=110)
-    print(table(results))
-    return results
+        store = common.Results(workdir, {"run": str(pathlib.Path(args.run).resolve()), **vars(config)},
+                               force_new_config=args.force_new_config)
+        figure = workdir / "reconstructions.png"
+        inverters = study(models, data, held_out, config, store, draw=not figure.exists())
+        results = store.values
+        (workdir / "results.md").write_text(table(results))
+        if not figure.exists():
+            images = held_out.batch(jnp.arange(6, dtype=jnp.int32))["image"]
+            reconstructions = {layer: np.asarray(inverters["trained", layer](run.model, images)) for layer in LAYERS}
+            viz.reconstruction_grid(np.asarray(images), reconstructions).savefig(figure, dpi=110)
+        print(table(results))
+        return results
 
 
 if __name__ == "__main__":

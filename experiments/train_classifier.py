@@ -6,8 +6,12 @@
 
 `--config` is a module in experiments/configs (or a path to a .py file) whose
 `get_config()` returns a `TrainConfig`; `--set field=value` overrides a field.
-Rerunning with the same workdir resumes from its latest checkpoint;
-`experiments.common.restore(workdir)` reads the trained network back.
+Rerunning with the same workdir resumes from its latest checkpoint, with the
+same config: a rerun whose config differs from the workdir's config.json fails
+naming the fields, before anything is written (`--force-new-config` replaces it,
+if the checkpoints still fit). One process at a time writes a workdir
+(`interp.train.hold_workdir`). `experiments.common.restore(workdir)` reads the
+trained network back.
 """
 
 import argparse
@@ -24,15 +28,33 @@ from interp import nets
 from interp import train as trainlib
 
 
-def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True) -> dict[str, Any]:
-    """Trains (or resumes) the run in `workdir`; returns the final validation metrics."""
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    data = common.make_data(config)
-    # Recorded with the dataset's own class count, so `restore` needs no data.
-    config = dataclasses.replace(config, num_classes=data.num_classes)
-    (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    module = nets.create_module(config.model, num_classes=data.num_classes)
+def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True,
+        force_new_config: bool = False) -> dict[str, Any]:
+    """Trains (or resumes) the run in `workdir`; returns the final validation metrics.
+
+    Raises:
+      ConfigMismatchError: `workdir` holds a run of another config and not `force_new_config`.
+      WorkdirBusyError: another process is writing `workdir`.
+    """
+    with trainlib.hold_workdir(workdir) as workdir:
+        data = common.make_data(config)
+        # Recorded with the dataset's own class count, so `restore` needs no data.
+        config = dataclasses.replace(config, num_classes=data.num_classes)
+        module = nets.create_module(config.model, num_classes=data.num_classes)  # a bad name fails here
+        path = workdir / "config.json"
+        previous = path.read_text() if path.exists() else None
+        if previous is not None:
+            common.check_same_config(json.loads(previous), dataclasses.asdict(config), path, force_new_config)
+        path.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+        try:
+            return _train(config, module, data, workdir, progress)
+        except trainlib.CheckpointError:
+            if previous is not None:  # the checkpoints are of the old config: it stays the workdir's
+                path.write_text(previous)
+            raise
+
+
+def _train(config: TrainConfig, module, data: common.Data, workdir: pathlib.Path, progress: bool) -> dict[str, Any]:
     evaluate = trainlib.make_evaluator(data.eval, config.batch_size, num_examples=data.eval_examples)
     state = trainlib.fit(
         module,
@@ -65,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.distributed:
         jax.distributed.initialize()
     config = common.config_from(args, TrainConfig)
-    print(json.dumps(run(config, args.workdir)))
+    print(json.dumps(run(config, args.workdir, force_new_config=args.force_new_config)))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Each module here other than this one is a named config: its `get_config()`
 returns one of the types below, and `--config NAME` (or `--config PATH.py`)
 selects it, `--set FIELD=VALUE` overrides a field (`experiments.common.load_config`).
-Configs are plain data: nothing here imports an experiment.
+Configs are plain data: nothing here imports an experiment. Each checks its
+fields at construction (`_check`), so a bad value fails naming the field.
 
     small_cnn_synthparts  TrainConfig        experiments.train_classifier, experiments.demo
     attribution           AttributionConfig  experiments.attribution
@@ -14,6 +15,27 @@ Configs are plain data: nothing here imports an experiment.
 """
 
 import dataclasses
+import math
+import typing
+
+
+def _check(config, positive: tuple[str, ...] = ()) -> None:
+    """Every field has its annotated type (an int where a float is expected too); `positive` ones are > 0.
+
+    Raises:
+      ValueError: naming the first field that fails.
+    """
+    for field, kind in typing.get_type_hints(type(config)).items():
+        value = getattr(config, field)
+        origin = typing.get_origin(kind) or kind
+        allowed = (int, float) if kind is float else origin
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, allowed):
+            name = kind.__name__ if isinstance(kind, type) else str(kind)
+            raise ValueError(f"{type(config).__name__}.{field}: expected a {name}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise ValueError(f"{type(config).__name__}.{field}: expected a finite number, got {value!r}")
+        if field in positive and value <= 0:
+            raise ValueError(f"{type(config).__name__}.{field}: expected a positive number, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +59,18 @@ class TrainConfig:
     eval_every: int = 500
     eval_batches: int = 32  # a real test split is evaluated once at most, whole if it fits
 
+    def __post_init__(self):
+        _check(self, positive=("image_size", "num_classes", "batch_size", "steps", "learning_rate", "checkpoint_every",
+                               "log_every", "eval_every", "eval_batches"))
+
 
 @dataclasses.dataclass(frozen=True)
 class AttributionConfig:
     images: int = 256  # held-out images evaluated
     sanity_images: int = 32  # of those, the first ones the cascading randomization check reads
+
+    def __post_init__(self):
+        _check(self, positive=("images", "sanity_images"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +81,9 @@ class DissectConfig:
     upsampling: str = "receptive_field"  # one of interp.dissect.UPSAMPLING
     batch_size: int = 64
 
+    def __post_init__(self):
+        _check(self, positive=("images", "batch_size"))
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatvizConfig:
@@ -60,6 +92,9 @@ class FeatvizConfig:
     examples: int = 1024  # held-out images searched for top patches
     patches: int = 4
     seed: int = 0
+
+    def __post_init__(self):
+        _check(self, positive=("channels", "steps", "examples", "patches"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +113,10 @@ class IcnnConfig:
     top_resolution: int = 8  # small_cnn: side of the last conv layer's map (8 or 16 at 64 px: fewer pools)
     seed: int = 0
 
+    def __post_init__(self):
+        _check(self, positive=("image_size", "steps", "single_steps", "batch_size", "learning_rate", "eval_images",
+                               "top_resolution"))
+
 
 @dataclasses.dataclass(frozen=True)
 class InversionConfig:
@@ -86,3 +125,6 @@ class InversionConfig:
     random_init: bool = True  # also invert the random-init twin
     pool_size: int = 2048  # decoder training images
     test_size: int = 256  # held-out images scored
+
+    def __post_init__(self):
+        _check(self, positive=("steps", "batch_size", "pool_size", "test_size"))

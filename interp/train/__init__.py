@@ -6,7 +6,7 @@
 
 Losses are factories returning a `Loss` (see `interp.train.losses` for the
 contract a new one follows); `make_train_step(loss, optimizer)` is the jitted
-update on its own.
+update on its own; `hold_workdir` is the one-writer lock `fit` holds on its workdir.
 """
 
 from interp.train.checkpoint import CheckpointError, Checkpoints, CorruptCheckpointError
@@ -14,6 +14,7 @@ from interp.train.loop import fit, make_evaluator, read_metrics
 from interp.train.losses import Forward, Loss, classification_loss
 from interp.train.state import TrainState, create_train_state
 from interp.train.step import make_train_step
+from interp.train.workdir import WorkdirBusyError, hold_workdir
 
 __all__ = [
     "CheckpointError",
@@ -22,9 +23,11 @@ __all__ = [
     "Forward",
     "Loss",
     "TrainState",
+    "WorkdirBusyError",
     "classification_loss",
     "create_train_state",
     "fit",
+    "hold_workdir",
     "make_evaluator",
     "make_train_step",
     "read_metrics",

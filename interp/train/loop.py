@@ -11,6 +11,7 @@ shuffle=...)`, and each process asks the source only for its own rows of it.
 
 import json
 import math
+import os
 import pathlib
 import time
 from collections.abc import Callable
@@ -24,11 +25,13 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from interp import sharding as meshlib
+from interp._checks import check_positive_int
 from interp.data.stream import BatchSource, check_source, epoch_indices, pass_indices
 from interp.train.checkpoint import Checkpoints
 from interp.train.losses import Loss, classification_loss
 from interp.train.state import TrainState, create_train_state
 from interp.train.step import make_eval_step, make_train_step, summarize
+from interp.train.workdir import hold_workdir
 
 EvalFn = Callable[[TrainState], dict[str, float]]
 
@@ -56,6 +59,8 @@ def fit(
     Writes `workdir/checkpoints/<step>` every `checkpoint_every` steps, at the
     end and on interruption (so a stopped run loses at most the steps since
     its last checkpoint), and appends metrics to `workdir/metrics.jsonl`.
+    Holds the workdir's lock (`hold_workdir`) from start to end, so a second
+    run on it fails at once instead of interleaving with this one.
 
     Args:
       module: a Linen network taking `(x, train=...)`.
@@ -79,31 +84,38 @@ def fit(
       The final state, replicated over the mesh; `state.model()` is the network.
 
     Raises:
+      ValueError: `num_steps`, `batch_size`, `log_every` or `eval_every` is not a positive int.
+      WorkdirBusyError: another process is writing `workdir`.
       FloatingPointError: the loss became NaN or infinite (no checkpoint of
         that state is written).
     """
+    check_positive_int("num_steps", num_steps)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("log_every", log_every)
+    check_positive_int("eval_every", eval_every, allow_none=True)
     data = check_source(data)
-    workdir = pathlib.Path(workdir)
     mesh = meshlib.data_mesh() if mesh is None else mesh
     rows = meshlib.local_batch_slice(batch_size, mesh)
 
     def local_batch(step: int) -> Any:
         return data.batch(epoch_indices(step, batch_size, len(data), seed, shuffle=shuffle)[rows])
 
-    state, checkpoints = _resume(module, optimizer, local_batch(0)["image"], seed, workdir, checkpoint_every, mesh)
-    log = _Log(workdir, int(state.step), num_steps, progress)
-    step_fn = jax.jit(
-        make_train_step(classification_loss() if loss is None else loss, optimizer),
-        in_shardings=(meshlib.replicated(mesh), meshlib.batch_sharding(mesh)),
-        out_shardings=(meshlib.replicated(mesh), meshlib.replicated(mesh)),
-        donate_argnums=0,
-    )
-    try:
-        return _loop(state, step_fn, local_batch, checkpoints, log, mesh, num_steps, log_every, checkpoint_every,
-                     evaluate, eval_every or num_steps)
-    finally:
-        log.close()
-        checkpoints.close()
+    with hold_workdir(workdir) as workdir:
+        state, checkpoints = _resume(module, optimizer, local_batch(0)["image"], seed, workdir, checkpoint_every,
+                                     mesh)
+        log = _Log(workdir, int(state.step), num_steps, progress)
+        step_fn = jax.jit(
+            make_train_step(classification_loss() if loss is None else loss, optimizer),
+            in_shardings=(meshlib.replicated(mesh), meshlib.batch_sharding(mesh)),
+            out_shardings=(meshlib.replicated(mesh), meshlib.replicated(mesh)),
+            donate_argnums=0,
+        )
+        try:
+            return _loop(state, step_fn, local_batch, checkpoints, log, mesh, num_steps, log_every,
+                         checkpoint_every, evaluate, eval_every or num_steps)
+        finally:
+            log.close()
+            checkpoints.close()
 
 
 def _resume(module, optimizer, sample, seed, workdir, checkpoint_every, mesh) -> tuple[TrainState, Checkpoints]:
@@ -224,7 +236,10 @@ class MetricsLog:
     """Appends metrics as JSON lines, first dropping lines past the resumed step.
 
     A run stopped between checkpoints repeats the steps after its last one;
-    dropping their old lines keeps the log one line per (step, split). Only
+    dropping their old lines keeps the log one line per (step, split), and so
+    does a run killed between a line and the checkpoint of its step (it
+    resumes from an earlier step). A last line cut short by a kill is dropped
+    too; the rewrite is atomic, so a kill during it keeps the old log. Only
     process 0 writes: one log per run, not one per host.
     """
 
@@ -234,15 +249,23 @@ class MetricsLog:
         if not self.enabled:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        kept = []
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
-        path.write_text("".join(line + "\n" for line in kept))
+        kept = [line for line in _complete_lines(path) if json.loads(line)["step"] <= resume_step]
+        partial = path.with_suffix(".jsonl.partial")
+        partial.write_text("".join(line + "\n" for line in kept))
+        os.replace(partial, path)
 
     def write(self, step: int, split: str, values: dict[str, float]) -> None:
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+
+
+def _complete_lines(path: pathlib.Path) -> list[str]:
+    """The lines of `path` that end in a newline (none if it does not exist)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return text[: text.rfind("\n") + 1].splitlines()
 
 
 def read_metrics(path: str | pathlib.Path) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ def test_overrides_parse_each_fields_type_and_name_the_field():
     config = common.with_overrides(InversionConfig(), ["steps=12", "random_init=false"])
     assert (config.steps, config.random_init) == (12, False)
     assert common.with_overrides(IcnnConfig(), ["single_classes="]).single_classes == ()
-    with pytest.raises(ValueError, match=r"--set steps: expected a int, got 'many'"):
+    with pytest.raises(ValueError, match=r"--set steps: expected an int, got 'many'"):
         common.with_overrides(InversionConfig(), ["steps=many"])
     with pytest.raises(ValueError, match=r"--set random_init: expected true or false, got 'maybe'"):
         common.with_overrides(InversionConfig(), ["random_init=maybe"])
@@ -56,7 +56,7 @@ def test_a_table_renders_known_markdown():
         common.markdown_table(["task", "net", "accuracy"], [["multi", "icnn"]])
 
 
-def test_results_resume_with_the_same_config_and_restart_with_another(tmp_path):
+def test_results_resume_with_the_same_config_and_refuse_another_unless_forced(tmp_path):
     calls = []
 
     def compute():
@@ -72,7 +72,10 @@ def test_results_resume_with_the_same_config_and_restart_with_another(tmp_path):
     assert ("trained", "relu1") in again and again.get_or_compute(("trained", "relu1"), compute) == first.values[
         "trained"]["relu1"]
     assert len(calls) == 1
-    other = common.Results(tmp_path, InversionConfig(steps=5))
+    with pytest.raises(common.ConfigMismatchError, match=r"results.json was written with another config "
+                       r"\(steps: 1000 there, 5 now\)"):
+        common.Results(tmp_path, InversionConfig(steps=5))
+    other = common.Results(tmp_path, InversionConfig(steps=5), force_new_config=True)
     assert ("trained", "relu1") not in other and other.values == {}
 
 

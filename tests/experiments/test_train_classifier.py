@@ -9,7 +9,7 @@ from experiments import common
 from experiments import train_classifier as experiment
 from experiments.configs import TrainConfig
 from interp.data import epoch_indices, pass_indices
-from interp.train import Checkpoints, read_metrics
+from interp.train import CheckpointError, Checkpoints, read_metrics
 from tests.data.fixtures import write_cub
 
 SHORT = ["batch_size=16", "eval_batches=1", "log_every=10", "checkpoint_every=10", "eval_every=1000"]
@@ -28,7 +28,11 @@ def test_synthparts_run_resumes_where_it_stopped(tmp_path):
     args = ["--config", "small_cnn_synthparts", "--workdir", str(tmp_path)]
     sets = [a for s in SHORT for a in ("--set", s)]
     experiment.main(args + sets + ["--set", "steps=20"])
-    experiment.main(args + sets + ["--set", "steps=30"])
+    with pytest.raises(common.ConfigMismatchError, match=r"config.json was written with another config \(steps: 20 "
+                       r"there, 30 now\); .*--force-new-config"):
+        experiment.main(args + sets + ["--set", "steps=30"])
+    assert '"steps": 20' in (tmp_path / "config.json").read_text()
+    experiment.main(args + sets + ["--set", "steps=30", "--force-new-config"])
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records if r["split"] == "train"] == [10, 20, 30]
     assert [r["step"] for r in records if r["split"] == "val"] == [20, 30]
@@ -77,3 +81,27 @@ def test_unknown_dataset_is_named(tmp_path):
     config = dataclasses.replace(common.load_config("small_cnn_synthparts", TrainConfig, []), dataset="imagenet")
     with pytest.raises(ValueError, match="dataset: expected 'synthparts', 'cub' or 'tfds:<name>', got 'imagenet'"):
         common.make_data(config)
+
+
+def test_a_forced_config_the_checkpoints_do_not_fit_leaves_the_workdirs_config(tmp_path):
+    config = common.load_config("small_cnn_synthparts", TrainConfig, SHORT + ["steps=2", "image_size=32"])
+    experiment.run(config, tmp_path, progress=False)
+    written = (tmp_path / "config.json").read_text()
+    with pytest.raises(CheckpointError, match="could not be restored"):
+        experiment.run(dataclasses.replace(config, num_classes=4), tmp_path, progress=False, force_new_config=True)
+    assert (tmp_path / "config.json").read_text() == written
+    common.restore(tmp_path)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("steps=abc", r"--set steps: expected an int, got 'abc'"),
+    ("steps=1.5", r"--set steps: expected an int, got '1.5'"),
+    ("steps=0", r"TrainConfig.steps: expected a positive number, got 0"),
+    ("batch_size=0", r"TrainConfig.batch_size: expected a positive number, got 0"),
+    ("batch_size=-4", r"TrainConfig.batch_size: expected a positive number, got -4"),
+    ("learning_rate=nan", r"TrainConfig.learning_rate: expected a finite number, got nan"),
+])
+def test_each_bad_set_value_fails_naming_its_field(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        experiment.main(["--config", "small_cnn_synthparts", "--workdir", str(tmp_path), "--set", override])
+    assert not (tmp_path / "config.json").exists()
