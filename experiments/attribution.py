@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         images, labels, object_mask = batch["image"], batch["label"], batch["object_mask"]
         key = jax.random.key(0)
         trained, random_init = run.model, run.random_init
-        store = common.Results(workdir, {"run": str(pathlib.Path(args.run).resolve()), **vars(config)},
+        store = common.Results(workdir, {**common.run_identity(args.run), **vars(config)},
                                force_new_config=args.force_new_config)
         trained_maps = {}
 

@@ -15,10 +15,10 @@
 
 import argparse
 import dataclasses
+import hashlib
 import importlib
 import importlib.util
 import json
-import os
 import pathlib
 import typing
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +33,7 @@ from experiments.configs import TrainConfig
 from interp import nets
 from interp import train as trainlib
 from interp.data import BatchSource, SynthParts, sized
+from interp.files import CorruptFileError, write_atomically
 
 # --- configs ---------------------------------------------------------------------------------------------------
 
@@ -282,6 +283,23 @@ def restore(workdir: str | pathlib.Path) -> Run:
     return Run(config, state.model(), random_init(config))
 
 
+def run_identity(workdir: str | pathlib.Path) -> dict[str, Any]:
+    """What an analysis of the run in `workdir` depends on: its path, its config and its latest complete step.
+
+    Stored in the analysis's results.json config, so that retraining or
+    extending the run (even with `--force-new-config`) is a config mismatch
+    for the analysis, not a silent reuse of results from the old network.
+    """
+    workdir = pathlib.Path(workdir)
+    checkpoints = trainlib.Checkpoints(workdir / "checkpoints", every=1)
+    try:
+        step = checkpoints.latest_step()
+    finally:
+        checkpoints.close()
+    return {"run": str(workdir.resolve()), "run_config": json.loads((workdir / "config.json").read_text()),
+            "run_step": step}
+
+
 # --- output ----------------------------------------------------------------------------------------------------
 
 
@@ -310,12 +328,19 @@ class Results:
 
     Raises:
       ConfigMismatchError: results.json holds another config's results and not `force_new_config`.
+      CorruptFileError: results.json does not match its checksum and not `force_new_config`.
     """
 
     def __init__(self, workdir: str | pathlib.Path, config: Any, force_new_config: bool = False):
         self.path = pathlib.Path(workdir) / "results.json"
         self.config = _as_json(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config)
-        stored = json.loads(self.path.read_text()) if self.path.exists() else {"config": self.config, "results": {}}
+        stored = {"config": self.config, "results": {}}
+        if self.path.exists():
+            try:
+                stored = _read_checksummed(self.path)
+            except CorruptFileError:
+                if not force_new_config:
+                    raise
         check_same_config(stored["config"], self.config, self.path, force_new_config)
         self.values: dict[str, Any] = stored["results"] if stored["config"] == self.config else {}
 
@@ -347,9 +372,28 @@ class Results:
 
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".json.partial")
-        partial.write_text(json.dumps({"config": self.config, "results": self.values}, indent=2) + "\n")
-        os.replace(partial, self.path)  # a run stopped mid-write keeps the previous file
+        content = {"config": self.config, "results": self.values}
+        text = json.dumps({**content, "sha256": _json_sha256(content)}, indent=2) + "\n"
+        write_atomically(self.path, text.encode())  # a run stopped mid-write keeps the previous file
+
+
+def _json_sha256(content: Any) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _read_checksummed(path: pathlib.Path) -> dict[str, Any]:
+    """results.json's config and results, verified against the checksum written with them."""
+    try:
+        stored = json.loads(path.read_text())
+        content = {"config": stored["config"], "results": stored["results"]}
+        intact = stored.get("sha256") == _json_sha256(content)
+    except (ValueError, KeyError, TypeError):
+        intact = False
+    if not intact:
+        raise CorruptFileError(
+            f"{path}: its contents do not match the checksum written with them (edited, cut short or "
+            "corrupt); delete it, or rerun with --force-new-config, to compute the results again", path)
+    return content
 
 
 _MISSING = object()

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         models = {"trained": trained.model, "random": trained.random_init}
         data = dissect.SynthPartsConcepts(common.held_out(trained.config), num_examples=config.images)
 
-        store = common.Results(workdir, {"run": str(run_dir.resolve()), **vars(config)},
+        store = common.Results(workdir, {**common.run_identity(run_dir), **vars(config)},
                                force_new_config=args.force_new_config)
         summaries = run(models, data, workdir, config.layers, store, convention=config.convention,
                         upsampling=config.upsampling, batch_size=config.batch_size)

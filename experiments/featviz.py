@@ -93,7 +93,7 @@ def run(model: nets.Model, dataset: SynthParts, workdir: pathlib.Path, config: F
     """
     workdir.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(config.seed)
-    store = common.Results(workdir, {"run": str(pathlib.Path(run_dir).resolve()), **vars(config)},
+    store = common.Results(workdir, {**common.run_identity(run_dir), **vars(config)},
                            force_new_config=force_new_config)
     for index, layer in enumerate(LAYERS):
         if ("layers", layer) in store:

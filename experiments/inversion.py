@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
             models["random_init"] = run.random_init
         data, held_out = common.run_streams(run.config)
 
-        store = common.Results(workdir, {"run": str(pathlib.Path(args.run).resolve()), **vars(config)},
+        store = common.Results(workdir, {**common.run_identity(args.run), **vars(config)},
                                force_new_config=args.force_new_config)
         figure = workdir / "reconstructions.png"
         inverters = study(models, data, held_out, config, store, draw=not figure.exists())

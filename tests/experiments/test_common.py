@@ -15,6 +15,7 @@ import setuptools
 from experiments import common, train_classifier
 from experiments.configs import IcnnConfig, InversionConfig, TrainConfig
 from interp import nets
+from interp.files import CorruptFileError
 
 
 def test_overrides_parse_each_fields_type_and_name_the_field():
@@ -66,7 +67,7 @@ def test_results_resume_with_the_same_config_and_refuse_another_unless_forced(tm
     first = common.Results(tmp_path, InversionConfig())
     assert first.get_or_compute(("trained", "relu1"), compute) == {"error": 0.25, "layers": ["relu1"]}
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved == {"config": json.loads(json.dumps(dataclasses.asdict(InversionConfig()))),
+    assert saved.pop("sha256") and saved == {"config": json.loads(json.dumps(dataclasses.asdict(InversionConfig()))),
                      "results": {"trained": {"relu1": {"error": 0.25, "layers": ["relu1"]}}}}
     again = common.Results(tmp_path, InversionConfig())
     assert ("trained", "relu1") in again and again.get_or_compute(("trained", "relu1"), compute) == first.values[
@@ -101,3 +102,16 @@ def test_a_runs_held_out_stream_is_the_next_seed_of_its_own_distribution():
     assert held_out == dataclasses.replace(train, seed=3) and held_out.clutter == 0.25
     with pytest.raises(ValueError, match="run: expected a run trained on SynthParts, got dataset 'cub'"):
         common.held_out(TrainConfig(dataset="cub"))
+
+
+def test_a_corrupt_results_file_is_named_and_only_forcing_recomputes(tmp_path):
+    common.Results(tmp_path, InversionConfig()).put("error", 0.25)
+    path = tmp_path / "results.json"
+    path.write_text(path.read_text().replace("0.25", "0.52"))  # a hand edit, or bytes flipped on disk
+    with pytest.raises(CorruptFileError, match=r"results.json: its contents do not match the checksum") as raised:
+        common.Results(tmp_path, InversionConfig())
+    assert raised.value.path == path
+    path.write_text(path.read_text()[:40])  # cut short
+    with pytest.raises(CorruptFileError, match="results.json"):
+        common.Results(tmp_path, InversionConfig())
+    assert common.Results(tmp_path, InversionConfig(), force_new_config=True).values == {}

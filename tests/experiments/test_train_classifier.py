@@ -28,11 +28,16 @@ def test_synthparts_run_resumes_where_it_stopped(tmp_path):
     args = ["--config", "small_cnn_synthparts", "--workdir", str(tmp_path)]
     sets = [a for s in SHORT for a in ("--set", s)]
     experiment.main(args + sets + ["--set", "steps=20"])
+    before = common.run_identity(tmp_path)
     with pytest.raises(common.ConfigMismatchError, match=r"config.json was written with another config \(steps: 20 "
                        r"there, 30 now\); .*--force-new-config"):
         experiment.main(args + sets + ["--set", "steps=30"])
     assert '"steps": 20' in (tmp_path / "config.json").read_text()
     experiment.main(args + sets + ["--set", "steps=30", "--force-new-config"])
+    # An analysis of this run stored with `before` now sees another run: a mismatch, never stale results.
+    after = common.run_identity(tmp_path)
+    assert (before["run_step"], after["run_step"]) == (20, 30)
+    assert (before["run_config"]["steps"], after["run_config"]["steps"]) == (20, 30)
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records if r["split"] == "train"] == [10, 20, 30]
     assert [r["step"] for r in records if r["split"] == "val"] == [20, 30]
