@@ -10,7 +10,7 @@ update on its own.
 """
 
 from interp.train.checkpoint import CheckpointError, Checkpoints
-from interp.train.loop import fit, make_evaluator, read_metrics
+from interp.train.loop import NonFiniteError, fit, make_evaluator, read_metrics
 from interp.train.losses import Forward, Loss, classification_loss
 from interp.train.state import TrainState, create_train_state
 from interp.train.step import make_train_step
@@ -20,6 +20,7 @@ __all__ = [
     "Checkpoints",
     "Forward",
     "Loss",
+    "NonFiniteError",
     "TrainState",
     "classification_loss",
     "create_train_state",

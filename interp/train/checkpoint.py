@@ -32,6 +32,10 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def should_save(self, step: int) -> bool:
+        """Whether `save(step, ...)` without `force` would save (orbax also saves a run's first step)."""
+        return self._manager.should_save(step)
+
     def save(self, step: int, state: Any, force: bool = False) -> bool:
         """Starts saving `state` as `step` (asynchronously); whether a save was started."""
         return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)

@@ -79,8 +79,12 @@ def fit(
       The final state, replicated over the mesh; `state.model()` is the network.
 
     Raises:
-      FloatingPointError: the loss became NaN or infinite (no checkpoint of
-        that state is written).
+      NonFiniteError: the loss, the gradient norm or an updated parameter
+        (or model-state value) became NaN or infinite; the error names the
+        non-finite parameters. The flag is computed on the device every step
+        and read with the metrics at every log and checkpoint step, before
+        the save, so no non-finite state is checkpointed and the last good
+        checkpoint is kept.
     """
     data = check_source(data)
     workdir = pathlib.Path(workdir)
@@ -132,8 +136,12 @@ def _loop(state, step_fn, local_batch, checkpoints, log, mesh, num_steps, log_ev
             done = step + 1
             is_last = done == num_steps
             log.advance()
-            if done % log_every == 0 or done % checkpoint_every == 0 or is_last:
-                log.train(done, _checked(metrics, done))
+            logs = done % log_every == 0 or done % checkpoint_every == 0 or is_last
+            # Also where orbax saves off the interval (a run's first step).
+            if logs or checkpoints.should_save(done):
+                values = _checked(metrics, state, done)
+                if logs:
+                    log.train(done, values)
             if evaluate is not None and (done % eval_every == 0 or is_last):
                 log.write(done, "val", evaluate(state))
             checkpoints.save(done, state, force=is_last)
@@ -183,14 +191,25 @@ def make_evaluator(data: BatchSource, batch_size: int, *, num_examples: int | No
     return evaluate
 
 
-def _checked(metrics: dict[str, jax.Array], step: int) -> dict[str, float]:
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN or infinity; the state was not checkpointed."""
+
+
+def _checked(metrics: dict[str, jax.Array], state: TrainState, step: int) -> dict[str, float]:
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not math.isfinite(values["loss"]):
-        raise FloatingPointError(
-            f"training loss is {values['loss']} at step {step}; the last checkpoint is kept "
-            "(check the learning rate and the inputs for NaN)"
-        )
-    return values
+    if math.isfinite(values["loss"]) and values["finite"] == 1.0:
+        return values
+    # Only on failure: which leaves are broken (one fetch per leaf is fine here).
+    broken = [
+        jax.tree_util.keystr(path, simple=True, separator="/")
+        for path, leaf in jax.tree_util.tree_flatten_with_path({"params": state.params, **state.model_state})[0]
+        if not np.all(np.isfinite(jax.device_get(leaf)))
+    ]
+    raise NonFiniteError(
+        f"training became non-finite at step {step} (loss {values['loss']}, grad_norm {values['grad_norm']}); "
+        f"non-finite: {', '.join(broken) if broken else 'the gradients only'}; the state is not checkpointed "
+        "and the last checkpoint is kept (check the learning rate, the initialization and the inputs for NaN)"
+    )
 
 
 class _Log:
