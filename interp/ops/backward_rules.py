@@ -59,8 +59,7 @@ def relu(x: jax.Array) -> jax.Array:
     `x` is 0 (SmallCNN's head is exactly that: a NaN conv kernel gave finite
     logits and a silently broken training run); eagerly it is NaN. Values
     and gradients equal `jax.nn.relu`'s everywhere else (the gradient at 0
-    is 0), and `with_relu_backward` recognizes it; the speed is the same
-    (`python -m benchmarks.train_step`).
+    is 0), and `with_relu_backward` recognizes it.
     """
     return jnp.where(x <= 0, jnp.zeros((), x.dtype), x)
 
