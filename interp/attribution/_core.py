@@ -77,13 +77,20 @@ def input_gradients(fn: ScoreFn, x: jax.Array, target: Target = None) -> tuple[j
     on XLA:CPU): the same values and gradients, faster.
 
     Returns:
-      `(scores, grads)`: scores [b] and grads [b, ...] like `x`; or, for a
+      `(scores, grads)`: scores [b] and grads [b, ...] like `x` (NaN for an
+      example whose score is NaN or infinite, e.g. from a NaN input); or, for a
       [b, k] target, scores [b, k] and grads [b, k, ...] from one forward pass
       (one VJP per target column, vmapped).
     """
     scores_of = for_speed(score_fn(fn, target, np.shape(x)[0]))
     scores, pullback = jax.vjp(scores_of, x)
-    return scores, pull_back_each(pullback, scores)
+    grads = pull_back_each(pullback, scores)
+    # A NaN input (or weight) makes the score NaN, but a ReLU net's input
+    # gradient hardly depends on the input's values, so it could stay finite
+    # and look like a valid map; traced inputs are not checked (`check_batch`),
+    # so the score's finiteness is carried to its gradient: one select, no sync.
+    finite = jnp.isfinite(scores).reshape(scores.shape + (1,) * (grads.ndim - scores.ndim))
+    return scores, jnp.where(finite, grads, jnp.nan)
 
 
 def pull_back_each(pullback: Callable, scores: jax.Array) -> jax.Array:

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from interp import ops
 from interp._checks import Target, check_target_range, nan_out_of_range, normalize_target, select_scores
 from interp.attribution._core import check_batch
 from interp.nets.adapter import Model, as_model
@@ -107,7 +108,7 @@ def grad_cam_plus_plus(
         g2 = grads * grads
         denom = 2.0 * g2 + (acts * g2 * grads).sum(axis=(1, 2), keepdims=True)
         alpha = jnp.where(denom != 0, g2 / jnp.where(denom != 0, denom, 1.0), 0.0)
-        return (alpha * jax.nn.relu(grads)).sum(axis=(1, 2))
+        return (alpha * ops.relu(grads)).sum(axis=(1, 2))
 
     return _gradient_cam(model, layer, weigh, True, upsample)
 
@@ -119,7 +120,7 @@ def _gradient_cam(model: Model, layer: str, weigh: Callable, relu: bool, upsampl
         _, acts, grads = model.activations_and_grads(x, layer, lambda out: select_scores(out, target))
         acts, grads = acts[layer], grads[layer]
         maps = jnp.einsum("bhwc,bc->bhw", acts, weigh(acts, grads))
-        return jax.nn.relu(maps) if relu else maps
+        return ops.relu(maps) if relu else maps
 
     def attribute(x: jax.Array, target: Target = None) -> jax.Array:
         x, target = _prepare(model, x, layer, target)

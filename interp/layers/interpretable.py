@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from interp.nets import tap
-from interp.ops import map_peaks
+from interp.ops import map_peaks, relu
 
 VARIANTS = ("paper", "official")
 PAPER_BETA = 4.0
@@ -194,7 +194,7 @@ class InterpretableConv(nn.Module):
             raise ValueError(f"variant: expected one of {VARIANTS}, got {self.variant!r}")
         conv = nn.Conv(self.features, (self.kernel_size,) * 2, padding="SAME", name="conv",
                        kernel_init=nn.initializers.variance_scaling(2.0, "fan_in", "normal"))
-        maps = tap(nn.relu(conv(x)), "icnn")
+        maps = tap(relu(conv(x)), "icnn")
         if self.num_classes is not None:
             self.variable("icnn_stats", "class_means", jnp.zeros, (self.num_classes, self.features))
         if not self.masked:
@@ -206,4 +206,4 @@ class InterpretableConv(nn.Module):
             beta = self.param("beta", nn.initializers.constant(OFFICIAL_BETA_INIT), (self.features,))
             positions = peak_positions(maps, "center_of_mass")
         mask = jax.lax.stop_gradient(template_masks(positions, maps.shape[1:3], beta, self.variant))
-        return tap(nn.relu(maps * mask), "icnn_masked")
+        return tap(relu(maps * mask), "icnn_masked")

@@ -439,6 +439,14 @@ def check_input(x, spec: tuple[int | None, ...] | None, name: str = "x"):
 
     Shape and dtype are checked always; NaN and infinity only where `x` holds
     concrete values (outside `jit`), since a traced value has none to check.
+    Under `jit` nothing is checked and nothing is added to the program (a
+    per-call check there would cost a host callback); instead a non-finite
+    input reaches the output: the zoo's layers keep NaN (`interp.ops.relu`,
+    the switch max-pool, sums and means), so the scores of a NaN input are
+    NaN, and `interp.attribution`'s input gradients are NaN wherever the
+    score is (`input_gradients`). A user's function is only as
+    NaN-keeping as its ops: on XLA:CPU, `jax.nn.relu` followed by a sum or
+    mean, and `jnp.max` reductions, can drop NaN under `jit`.
 
     Raises:
       ValueError: naming `name`, what was expected and what was given: a shape

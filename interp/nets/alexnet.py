@@ -11,6 +11,7 @@ import jax
 
 from interp.nets._layers import adaptive_avg_pool, flatten, max_pool
 from interp.nets._tap import tap
+from interp.ops import relu
 
 # (name, out channels, kernel, stride, padding, max-pool after?) of torchvision's
 # `features`; weight import relies on this order.
@@ -45,7 +46,7 @@ class AlexNet(nn.Module):
         """Maps images [B, H, W, 3] to logits [B, num_classes]."""
         for name, width, kernel, stride, pad, pool in ALEXNET_CONVS:
             x = tap(nn.Conv(width, (kernel, kernel), stride, pad, name=name)(x), name)
-            x = tap(nn.relu(x), name.replace("conv", "relu"))
+            x = tap(relu(x), name.replace("conv", "relu"))
             if name == ALEXNET_CONVS[-1][0] and self.after_last_conv is not None:
                 x = self.after_last_conv(x)
             if pool:
@@ -54,5 +55,5 @@ class AlexNet(nn.Module):
         for i in (6, 7):
             x = nn.Dropout(self.dropout, deterministic=not train)(x)
             x = tap(nn.Dense(4096, name=f"fc{i}")(x), f"fc{i}")
-            x = tap(nn.relu(x), f"relu{i}")
+            x = tap(relu(x), f"relu{i}")
         return tap(nn.Dense(self.num_classes, name="logits")(x), "logits")

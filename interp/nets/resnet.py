@@ -21,6 +21,7 @@ import jax
 
 from interp.nets._layers import max_pool
 from interp.nets._tap import tap
+from interp.ops import relu
 
 _conv = partial(nn.Conv, use_bias=False)
 _bn = partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
@@ -46,10 +47,10 @@ class BasicBlock(nn.Module):
         p, bn = self.prefix, partial(_bn, use_running_average=not train)
         y = tap(_conv(self.width, (3, 3), self.stride, 1, name="conv1")(x), f"{p}.conv1")
         y = tap(bn(name="bn1")(y), f"{p}.bn1")
-        y = tap(nn.relu(y), f"{p}.relu1")
+        y = tap(relu(y), f"{p}.relu1")
         y = tap(_conv(self.width, (3, 3), 1, 1, name="conv2")(y), f"{p}.conv2")
         y = tap(bn(name="bn2")(y), f"{p}.bn2")
-        return tap(nn.relu(y + _shortcut(self, x, self.width, train)), p)
+        return tap(relu(y + _shortcut(self, x, self.width, train)), p)
 
 
 class Bottleneck(nn.Module):
@@ -72,14 +73,14 @@ class Bottleneck(nn.Module):
         p, bn = self.prefix, partial(_bn, use_running_average=not train)
         y = tap(_conv(self.width, (1, 1), name="conv1")(x), f"{p}.conv1")
         y = tap(bn(name="bn1")(y), f"{p}.bn1")
-        y = tap(nn.relu(y), f"{p}.relu1")
+        y = tap(relu(y), f"{p}.relu1")
         y = tap(_conv(self.width, (3, 3), self.stride, 1, name="conv2")(y), f"{p}.conv2")
         y = tap(bn(name="bn2")(y), f"{p}.bn2")
-        y = tap(nn.relu(y), f"{p}.relu2")
+        y = tap(relu(y), f"{p}.relu2")
         out = self.width * self.expansion
         y = tap(_conv(out, (1, 1), name="conv3")(y), f"{p}.conv3")
         y = tap(bn(name="bn3")(y), f"{p}.bn3")
-        return tap(nn.relu(y + _shortcut(self, x, out, train)), p)
+        return tap(relu(y + _shortcut(self, x, out, train)), p)
 
 
 def _shortcut(block: nn.Module, x: jax.Array, out: int, train: bool) -> jax.Array:
@@ -114,7 +115,7 @@ class ResNet(nn.Module):
         """Maps images [B, H, W, 3] to logits [B, num_classes]; 224 px gives layer4 7x7."""
         x = tap(_conv(64, (7, 7), 2, 3, name="conv1")(x), "conv1")
         x = tap(_bn(use_running_average=not train, name="bn1")(x), "bn1")
-        x = tap(nn.relu(x), "relu")
+        x = tap(relu(x), "relu")
         x = tap(max_pool(x, 3, 2, pad=1), "maxpool")  # -inf padding, not zeros
         for i, blocks in enumerate(self.stage_sizes, start=1):
             for j in range(blocks):

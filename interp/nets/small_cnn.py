@@ -25,6 +25,7 @@ import jax
 
 from interp.nets._layers import max_pool
 from interp.nets._tap import tap
+from interp.ops import relu
 
 # He-normal init: ReLU nets without BatchNorm train faster from it than from
 # Flax's LeCun default.
@@ -70,7 +71,7 @@ class SmallCNN(nn.Module):
             stride = self.stem_stride if i == 1 else 1
             conv = nn.Conv(width, (3, 3), strides=stride, padding=1, kernel_init=_HE, name=f"conv{i}")
             x = tap(conv(x), f"conv{i}")
-            x = tap(nn.relu(x), f"relu{i}")
+            x = tap(relu(x), f"relu{i}")
             if i == len(self.channels) and self.after_last_conv is not None:
                 x = self.after_last_conv(x)
             if pool:

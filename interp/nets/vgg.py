@@ -21,6 +21,7 @@ import jax
 
 from interp.nets._layers import adaptive_avg_pool, flatten, local_response_norm, max_pool
 from interp.nets._tap import tap
+from interp.ops import relu
 
 # Output channels of the convs of each VGG-16 block; a 2x2/2 max-pool ends each.
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -60,7 +61,7 @@ def _classifier(x: jax.Array, num_classes: int, dropout: float, train: bool) -> 
     """
     for i in (6, 7):
         x = tap(nn.Dense(4096, name=f"fc{i}")(x), f"fc{i}")
-        x = tap(nn.relu(x), f"relu{i}")
+        x = tap(relu(x), f"relu{i}")
         x = nn.Dropout(dropout, deterministic=not train)(x)
     return tap(nn.Dense(num_classes, name="logits")(x), "logits")
 
@@ -89,7 +90,7 @@ class VGG16(nn.Module):
             for i, width in enumerate(widths, start=1):
                 name = f"conv{b}_{i}"
                 x = tap(nn.Conv(width, (3, 3), padding=1, name=name)(x), name)
-                x = tap(nn.relu(x), f"relu{b}_{i}")
+                x = tap(relu(x), f"relu{b}_{i}")
             if b == len(VGG16_BLOCKS) and self.after_last_conv is not None:
                 x = self.after_last_conv(x)
             x = tap(max_pool(x, 2, 2), f"pool{b}")
@@ -122,7 +123,7 @@ class ChatfieldCNN(nn.Module):
         for i, spec in enumerate(self.convs, start=1):
             conv = nn.Conv(spec.width, (spec.kernel,) * 2, spec.stride, spec.pad, name=f"conv{i}")
             x = tap(conv(x), f"conv{i}")
-            x = tap(nn.relu(x), f"relu{i}")
+            x = tap(relu(x), f"relu{i}")
             if i == len(self.convs) and self.after_last_conv is not None:
                 x = self.after_last_conv(x)
             if spec.lrn:

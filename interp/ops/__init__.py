@@ -1,7 +1,8 @@
 """Plain-JAX building blocks that know no model: the jaxpr toolkit
 (`interp.ops.jaxprs`: call bodies, equation walking, the interpreter behind
-layer names, tap lookup), backward-rule rewrites (deconvnet and guided ReLUs),
-a max-pool whose derivative follows its argmax switches, running top-k
+layer names, tap lookup), a ReLU that keeps NaN under XLA:CPU's fusions
+(`relu`), backward-rule rewrites (deconvnet and guided ReLUs), a max-pool
+whose derivative follows its argmax switches, running top-k
 accumulators, each channel's peak on a feature map (`map_peaks`), and
 `for_speed`, which applies the rewrites that only change speed on the platform
 where they help (`reduce_window` max-pools through that max-pool, convolution
@@ -12,6 +13,7 @@ from interp.ops.backward_rules import (
     RewrittenFn,
     deconvnet_relu,
     guided_relu,
+    relu,
     relu_equations,
     with_relu_backward,
 )
@@ -30,6 +32,7 @@ __all__ = [
     "guided_relu",
     "map_peaks",
     "max_pool",
+    "relu",
     "relu_equations",
     "top_k_init",
     "top_k_update",

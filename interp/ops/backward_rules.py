@@ -17,7 +17,8 @@ pass is unchanged. A ReLU is any of:
     side, as a literal, a broadcast of one (`jnp.zeros_like(x)`), or an all-zero
     constant of the traced function;
   * `jnp.where(x > 0, x, 0)` and `jnp.where(x <= 0, 0, x)` (a `select_n` on a
-    comparison of `x` with zero, through the jit that `jnp.where` makes);
+    comparison of `x` with zero, through the jit that `jnp.where` makes),
+    hence `relu`, the zoo's NaN-keeping ReLU;
   * a `custom_jvp` function whose body is such a max, e.g. `jax.nn.relu`
     (Flax's `nn.relu`).
 
@@ -48,10 +49,25 @@ _ZERO_PRESERVING = frozenset(
 )
 
 
+def relu(x: jax.Array) -> jax.Array:
+    """`max(x, 0)` that keeps NaN under any compiler fusion; the zoo's ReLU.
+
+    Written `where(x <= 0, 0, x)`: NaN fails the test and passes through,
+    whatever the backend does with `max`. XLA:CPU (jaxlib 0.10) fuses an
+    elementwise `max` with a following reduction into a YNNPACK kernel
+    whose max drops NaN, so under `jit` `mean(jax.nn.relu(x))` of an all-NaN
+    `x` is 0 (SmallCNN's head is exactly that: a NaN conv kernel gave finite
+    logits and a silently broken training run); eagerly it is NaN. Values
+    and gradients equal `jax.nn.relu`'s everywhere else (the gradient at 0
+    is 0), and `with_relu_backward` recognizes it.
+    """
+    return jnp.where(x <= 0, jnp.zeros((), x.dtype), x)
+
+
 @jax.custom_vjp
 def guided_relu(x: jax.Array) -> jax.Array:
-    """`max(x, 0)`, passing back `g * (x > 0) * (g > 0)` (guided backpropagation)."""
-    return jnp.maximum(x, jnp.zeros((), x.dtype))
+    """`relu(x)`, passing back `g * (x > 0) * (g > 0)` (guided backpropagation)."""
+    return relu(x)
 
 
 def _guided_fwd(x):
@@ -67,8 +83,8 @@ guided_relu.defvjp(_guided_fwd, _guided_bwd)
 
 @jax.custom_vjp
 def deconvnet_relu(x: jax.Array) -> jax.Array:
-    """`max(x, 0)`, passing back `g * (g > 0)` (deconvnet: the forward mask is ignored)."""
-    return jnp.maximum(x, jnp.zeros((), x.dtype))
+    """`relu(x)`, passing back `g * (g > 0)` (deconvnet: the forward mask is ignored)."""
+    return relu(x)
 
 
 def _deconvnet_fwd(x):
@@ -116,7 +132,7 @@ class RewrittenFn:
             # Returning the plain gradient under the method's name would be silently wrong.
             raise ValueError(
                 f"fn: with_relu_backward(rule={self.rule!r}) found no ReLU to rewrite; "
-                "write ReLUs as jax.nn.relu or jnp.maximum(x, 0)"
+                "write ReLUs as interp.ops.relu, jax.nn.relu or jnp.maximum(x, 0)"
             )
         return unflatten(flat_out)
 

@@ -10,7 +10,7 @@ update on its own; `hold_workdir` is the one-writer lock `fit` holds on its work
 """
 
 from interp.train.checkpoint import CheckpointError, Checkpoints, CorruptCheckpointError
-from interp.train.loop import fit, make_evaluator, read_metrics
+from interp.train.loop import NonFiniteError, fit, make_evaluator, read_metrics
 from interp.train.losses import Forward, Loss, classification_loss
 from interp.train.state import TrainState, create_train_state
 from interp.train.step import make_train_step
@@ -22,6 +22,7 @@ __all__ = [
     "CorruptCheckpointError",
     "Forward",
     "Loss",
+    "NonFiniteError",
     "TrainState",
     "WorkdirBusyError",
     "classification_loss",

@@ -78,6 +78,10 @@ class Checkpoints:
         steps = self.complete_steps()
         return steps[-1] if steps else None
 
+    def should_save(self, step: int) -> bool:
+        """Whether `save(step, ...)` without `force` would save (orbax also saves a run's first step)."""
+        return self._manager.should_save(step)
+
     def save(self, step: int, state: Any, force: bool = False) -> bool:
         """Starts saving `state` as `step` (asynchronously); whether a save was started.
 

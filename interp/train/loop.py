@@ -86,8 +86,12 @@ def fit(
     Raises:
       ValueError: `num_steps`, `batch_size`, `log_every` or `eval_every` is not a positive int.
       WorkdirBusyError: another process is writing `workdir`.
-      FloatingPointError: the loss became NaN or infinite (no checkpoint of
-        that state is written).
+      NonFiniteError: the loss, the gradient norm or an updated parameter
+        (or model-state value) became NaN or infinite; the error names the
+        non-finite parameters. The flag is computed on the device every step
+        and read with the metrics at every log and checkpoint step, before
+        the save, so no non-finite state is checkpointed and the last good
+        checkpoint is kept.
     """
     check_positive_int("num_steps", num_steps)
     check_positive_int("batch_size", batch_size)
@@ -144,15 +148,21 @@ def _loop(state, step_fn, local_batch, checkpoints, log, mesh, num_steps, log_ev
             done = step + 1
             is_last = done == num_steps
             log.advance()
-            if done % log_every == 0 or done % checkpoint_every == 0 or is_last:
-                log.train(done, _checked(metrics, done))
+            logs = done % log_every == 0 or done % checkpoint_every == 0 or is_last
+            # Also where orbax saves off the interval (a run's first step).
+            if logs or checkpoints.should_save(done):
+                values = _checked(metrics, state, done)
+                if logs:
+                    log.train(done, values)
             if evaluate is not None and (done % eval_every == 0 or is_last):
                 log.write(done, "val", evaluate(state))
             checkpoints.save(done, state, force=is_last)
     except KeyboardInterrupt:
         # Interrupted inside a step, `state` may already be donated to it;
-        # then the last periodic checkpoint is the one to resume from.
-        if not any(leaf.is_deleted() for leaf in jax.tree.leaves(state)):
+        # then the last periodic checkpoint is the one to resume from. The
+        # steps since the last check may have gone non-finite: such a state
+        # is not saved either.
+        if not any(leaf.is_deleted() for leaf in jax.tree.leaves(state)) and not _non_finite_leaves(state):
             checkpoints.save(int(state.step), state, force=True)
         raise
     return state
@@ -195,14 +205,29 @@ def make_evaluator(data: BatchSource, batch_size: int, *, num_examples: int | No
     return evaluate
 
 
-def _checked(metrics: dict[str, jax.Array], step: int) -> dict[str, float]:
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN or infinity; the state was not checkpointed."""
+
+
+def _checked(metrics: dict[str, jax.Array], state: TrainState, step: int) -> dict[str, float]:
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not math.isfinite(values["loss"]):
-        raise FloatingPointError(
-            f"training loss is {values['loss']} at step {step}; the last checkpoint is kept "
-            "(check the learning rate and the inputs for NaN)"
-        )
-    return values
+    if math.isfinite(values["loss"]) and values["finite"] == 1.0:
+        return values
+    broken = _non_finite_leaves(state)
+    raise NonFiniteError(
+        f"training became non-finite at step {step} (loss {values['loss']}, grad_norm {values['grad_norm']}); "
+        f"non-finite: {', '.join(broken) if broken else 'the gradients only'}; the state is not checkpointed "
+        "and the last checkpoint is kept (check the learning rate, the initialization and the inputs for NaN)"
+    )
+
+
+def _non_finite_leaves(state: TrainState) -> list[str]:
+    """Paths of the parameter and model-state leaves holding NaN or infinity (a fetch per leaf, off the hot path)."""
+    return [
+        jax.tree_util.keystr(path, simple=True, separator="/")
+        for path, leaf in jax.tree_util.tree_flatten_with_path({"params": state.params, **state.model_state})[0]
+        if not np.all(np.isfinite(jax.device_get(leaf)))
+    ]
 
 
 class _Log:

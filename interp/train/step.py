@@ -19,7 +19,11 @@ def make_train_step(loss: Loss, optimizer: optax.GradientTransformation) -> Step
 
     The forward pass runs `state.module` with `train=True`, a 'dropout' key
     drawn from the step, and its model-state collections mutable. Metrics
-    are the loss's, 'loss' (the total) and 'grad_norm'.
+    are the loss's, 'loss' (the total), 'grad_norm' and 'finite': 1.0 when
+    the gradient norm and every updated parameter and model-state value are
+    finite, else 0.0. It is one fused reduction on the device, so `fit` can
+    refuse to checkpoint a broken state without fetching the state (a NaN
+    loss is not enough: a NaN kernel can leave the loss finite).
     """
     if not isinstance(loss, Loss):
         raise ValueError(f"loss: expected an interp.train.Loss (e.g. classification_loss()), got {type(loss).__name__}")
@@ -50,7 +54,11 @@ def make_train_step(loss: Loss, optimizer: optax.GradientTransformation) -> Step
             model_state=model_state,
             opt_state=opt_state,
         )
-        return new_state, {"loss": value, "grad_norm": optax.tree.norm(grads), **metrics}
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(grad_norm)
+        for leaf in jax.tree.leaves((new_state.params, new_state.model_state)):
+            finite &= jnp.all(jnp.isfinite(leaf))
+        return new_state, {"loss": value, "grad_norm": grad_norm, "finite": finite.astype(jnp.float32), **metrics}
 
     return step
 
