@@ -82,15 +82,33 @@ def input_gradients(fn: ScoreFn, x: jax.Array, target: Target = None) -> tuple[j
       [b, k] target, scores [b, k] and grads [b, k, ...] from one forward pass
       (one VJP per target column, vmapped).
     """
+    scores, grads = unchecked_input_gradients(fn, x, target)
+    return scores, grads + broadcast_to_rank(nan_unless_finite(scores), grads.ndim)
+
+
+def unchecked_input_gradients(fn: ScoreFn, x: jax.Array, target: Target = None) -> tuple[jax.Array, jax.Array]:
+    """`input_gradients` without carrying a non-finite score to its gradient (for sums that carry it once)."""
     scores_of = for_speed(score_fn(fn, target, np.shape(x)[0]))
     scores, pullback = jax.vjp(scores_of, x)
-    grads = pull_back_each(pullback, scores)
-    # A NaN input (or weight) makes the score NaN, but a ReLU net's input
-    # gradient hardly depends on the input's values, so it could stay finite
-    # and look like a valid map; traced inputs are not checked (`check_batch`),
-    # so the score's finiteness is carried to its gradient: one select, no sync.
-    finite = jnp.isfinite(scores).reshape(scores.shape + (1,) * (grads.ndim - scores.ndim))
-    return scores, jnp.where(finite, grads, jnp.nan)
+    return scores, pull_back_each(pullback, scores)
+
+
+def nan_unless_finite(scores: jax.Array) -> jax.Array:
+    """0 where a score is finite, NaN where it is not: added to what the score explains.
+
+    A NaN input (or weight) makes the score NaN, but a ReLU net's input
+    gradient hardly depends on the input's values, so it could stay finite
+    and look like a valid map; traced inputs are not checked (`check_batch`),
+    so the score's finiteness is carried to its explanation instead: one
+    add, no host sync. A sum over many evaluations (integrated gradients)
+    sums these offsets alongside and adds the total once.
+    """
+    return jnp.where(jnp.isfinite(scores), 0.0, jnp.nan).astype(scores.dtype)
+
+
+def broadcast_to_rank(per_example: jax.Array, ndim: int) -> jax.Array:
+    """`per_example` [b] (or [b, k]) with trailing axes of size 1 up to rank `ndim`."""
+    return per_example.reshape(per_example.shape + (1,) * (ndim - per_example.ndim))
 
 
 def pull_back_each(pullback: Callable, scores: jax.Array) -> jax.Array:

@@ -8,7 +8,14 @@ import numpy as np
 
 from interp._checks import Target, check_choice, check_positive_int, normalize_target, select_scores
 from interp.attribution._chunks import fold, repeat_per_example, unfold, weighted_sum
-from interp.attribution._core import ScoreFn, check_batch, check_fn, input_gradients
+from interp.attribution._core import (
+    ScoreFn,
+    broadcast_to_rank,
+    check_batch,
+    check_fn,
+    nan_unless_finite,
+    unchecked_input_gradients,
+)
 
 IG_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre")
 
@@ -81,9 +88,13 @@ def integrated_gradients(
         def grads_at(alphas):  # [c] -> [b, c, ...] (or [b, c, k, ...])
             points = baseline[:, None] + alphas.reshape(1, -1, *(1,) * (x.ndim - 1)) * diff[:, None]
             per_point = repeat_per_example(target, len(alphas), batch)
-            return unfold(input_gradients(fn, fold(points), per_point)[1], len(alphas))
+            scores, grads = unchecked_input_gradients(fn, fold(points), per_point)
+            return unfold(grads, len(alphas)), unfold(nan_unless_finite(scores), len(alphas))
 
-        mean_grads = weighted_sum(grads_at, jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype), chunk_size)
+        mean_grads, offset = weighted_sum(grads_at, jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype),
+                                          chunk_size)
+        # Once on the sum rather than on every path point's gradients: 5% of IG's time on a CPU.
+        mean_grads = mean_grads + broadcast_to_rank(offset, mean_grads.ndim)
         attr = mean_grads * (diff if mean_grads.ndim == x.ndim else diff[:, None])
         if not return_gap:
             return attr, None
