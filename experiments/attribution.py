@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default="runs/attribution")
     common.config_arguments(parser, default="attribution")
     args = parser.parse_args(argv)
+    config = common.config_from(args, AttributionConfig)  # a bad --set fails before the workdir is made
     with trainlib.hold_workdir(args.workdir):
-        config = common.config_from(args, AttributionConfig)
         workdir = pathlib.Path(args.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
 

@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> dict:
     common.config_arguments(parser, default="small_cnn_synthparts")
     parser.add_argument("--featviz-config", default="featviz", help="the figures' FeatvizConfig (experiments/configs)")
     args = parser.parse_args(argv)
+    config = common.config_from(args, TrainConfig)  # a bad --set fails before the workdir is made
     with trainlib.hold_workdir(args.workdir):
         workdir = pathlib.Path(args.workdir)
-        config = common.config_from(args, TrainConfig)
 
         start = time.perf_counter()
         val = train_classifier.run(config, workdir, force_new_config=args.force_new_config)

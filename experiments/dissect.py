@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="override a field of --train-config")
     common.config_arguments(parser, default="dissect")
     args = parser.parse_args(argv)
+    config = common.config_from(args, DissectConfig)  # a bad --set fails before the workdir is made
     with trainlib.hold_workdir(args.workdir):
-        config = common.config_from(args, DissectConfig)
         run_dir, workdir = pathlib.Path(args.run), pathlib.Path(args.workdir)
         if not (run_dir / "config.json").exists():
             train_classifier.run(common.load_config(args.train_config, TrainConfig, args.train_set), run_dir)

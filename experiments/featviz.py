@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default="runs/featviz")
     common.config_arguments(parser, default="featviz")
     args = parser.parse_args(argv)
+    config = common.config_from(args, FeatvizConfig)  # a bad --set fails before the workdir is made
     with trainlib.hold_workdir(args.workdir):
-        config = common.config_from(args, FeatvizConfig)
         trained = common.restore(args.run)
         results = run(trained.model, common.held_out(trained.config), pathlib.Path(args.workdir), config,
                       run_dir=args.run, force_new_config=args.force_new_config)

@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--voc-part", help="a VOC2010 folder with Annotations_Part: run its animal task instead")
     common.config_arguments(parser, default="icnn")
     args = parser.parse_args(argv)
+    config = common.config_from(args, IcnnConfig)  # a bad --set fails before the workdir is made
     with trainlib.hold_workdir(args.workdir):
-        config = common.config_from(args, IcnnConfig)
         workdir = pathlib.Path(args.workdir)
         if args.cub:
             tasks = [folder_task("cub", CUB200(args.cub, split="train"), CUB200(args.cub, split="test"), config,

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default="runs/inversion")
     common.config_arguments(parser, default="inversion")
     args = parser.parse_args(argv)
+    config = common.config_from(args, InversionConfig)  # a bad --set fails before the workdir is made
     with trainlib.hold_workdir(args.workdir):
-        config = common.config_from(args, InversionConfig)
         workdir = pathlib.Path(args.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
 

@@ -1,6 +1,7 @@
 """experiments.common: the override parser, the random-init twin's seed rule, tables, resumable results."""
 
 import dataclasses
+import importlib
 import json
 import os
 import subprocess
@@ -115,3 +116,12 @@ def test_a_corrupt_results_file_is_named_and_only_forcing_recomputes(tmp_path):
     with pytest.raises(CorruptFileError, match="results.json"):
         common.Results(tmp_path, InversionConfig())
     assert common.Results(tmp_path, InversionConfig(), force_new_config=True).values == {}
+
+
+@pytest.mark.parametrize("name", ["attribution", "dissect", "featviz", "icnn", "inversion", "demo"])
+def test_a_bad_set_value_fails_before_the_workdir_is_made(tmp_path, name):
+    experiment = importlib.import_module(f"experiments.{name}")
+    field = "steps" if name in ("icnn", "inversion", "demo", "featviz") else "images"
+    with pytest.raises(ValueError, match=field):
+        experiment.main(["--workdir", str(tmp_path / "out"), "--set", f"{field}=0"])
+    assert not (tmp_path / "out").exists()
