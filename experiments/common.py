@@ -3,7 +3,7 @@
 - Configs: `config_arguments(parser, default)` adds `--config NAME|PATH.py`,
   `--set FIELD=VALUE` and `--force-new-config` to a parser; `config_from(args, kind)`
   reads them (`load_config`, `with_overrides`: the one override parser);
-  `check_same_config` is the rule that a rerun's config matches its workdir's.
+  `check_same_config` (from `interp.files`) is the rule that a rerun's config matches its workdir's.
 - Data: `synthparts_streams` (the training stream and the held-out one, seed + 1),
   a run's streams (`run_streams(config)`, `held_out(config)`), and
   `make_data(config)`: a training run's batch sources.
@@ -15,7 +15,6 @@
 
 import argparse
 import dataclasses
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -33,7 +32,8 @@ from experiments.configs import TrainConfig
 from interp import nets
 from interp import train as trainlib
 from interp.data import BatchSource, SynthParts, sized
-from interp.files import CorruptFileError, write_atomically
+from interp.files import ConfigMismatchError as ConfigMismatchError  # re-exported: the experiments raise it
+from interp.files import CorruptFileError, check_same_config, read_json, write_json
 
 # --- configs ---------------------------------------------------------------------------------------------------
 
@@ -115,28 +115,6 @@ def config_arguments(parser: argparse.ArgumentParser, default: str | None) -> ar
 def config_from(args: argparse.Namespace, kind: type) -> Any:
     """The config `config_arguments` read from the command line."""
     return load_config(args.config, kind, args.set)
-
-
-class ConfigMismatchError(ValueError):
-    """A rerun's config differs from the one its workdir was written with."""
-
-
-def check_same_config(stored: Any, config: Any, where: str | pathlib.Path, force_new_config: bool) -> None:
-    """Raises unless `config` equals the `stored` config of `where` (both as JSON), or `force_new_config`.
-
-    Raises:
-      ConfigMismatchError: naming each field that differs, with both values.
-    """
-    stored, config = _as_json(stored), _as_json(config)
-    if stored == config or force_new_config:
-        return
-    keys = sorted(set(stored) | set(config))
-    differences = [f"{key}: {stored.get(key, '(none)')!r} there, {config.get(key, '(none)')!r} now"
-                   for key in keys if stored.get(key, _MISSING) != config.get(key, _MISSING)]
-    raise ConfigMismatchError(
-        f"{where} was written with another config ({'; '.join(differences)}); rerun with the same config, "
-        "or pass --force-new-config (force_new_config=True) or use a fresh workdir to change it"
-    )
 
 
 # --- data ------------------------------------------------------------------------------------------------------
@@ -371,29 +349,16 @@ class Results:
         return self.get(path) if path in self else self.put(path, compute())
 
     def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        content = {"config": self.config, "results": self.values}
-        text = json.dumps({**content, "sha256": _json_sha256(content)}, indent=2) + "\n"
-        write_atomically(self.path, text.encode())  # a run stopped mid-write keeps the previous file
-
-
-def _json_sha256(content: Any) -> str:
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        write_json(self.path, {"config": self.config, "results": self.values})  # atomic: a stop keeps the old file
 
 
 def _read_checksummed(path: pathlib.Path) -> dict[str, Any]:
     """results.json's config and results, verified against the checksum written with them."""
     try:
-        stored = json.loads(path.read_text())
-        content = {"config": stored["config"], "results": stored["results"]}
-        intact = stored.get("sha256") == _json_sha256(content)
-    except (ValueError, KeyError, TypeError):
-        intact = False
-    if not intact:
-        raise CorruptFileError(
-            f"{path}: its contents do not match the checksum written with them (edited, cut short or "
-            "corrupt); delete it, or rerun with --force-new-config, to compute the results again", path)
-    return content
+        stored = read_json(path)
+        return {"config": stored["config"], "results": stored["results"]}
+    except KeyError:
+        raise CorruptFileError(f"{path}: expected the keys config and results, got {sorted(stored)}", path) from None
 
 
 _MISSING = object()

@@ -1,5 +1,9 @@
 """Files the library writes, each with a sha256 checksum written with it and verified on load.
 
+`write_json` / `read_json` keep a JSON object with its checksum beside its
+keys, and `check_same_config` is the rule that a rerun's config matches the
+one its workdir was written with.
+
 `save_arrays` / `load_arrays` keep a tree of arrays (nested dicts of numpy
 arrays: graphs, trees, sweep results) in one `.npz` file that `numpy.load`
 also reads. The archive holds one `.npy` member per leaf, named by its key
@@ -119,3 +123,58 @@ def _flatten(tree: Mapping[str, Any], prefix: str):
             yield from _flatten(value, prefix + key + "/")
         else:
             yield prefix + key, value
+
+
+def write_json(path: str | pathlib.Path, content: Mapping[str, Any]) -> None:
+    """Writes the JSON object `content` with a `"sha256"` key of its own checksum, atomically."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, (json.dumps({**content, "sha256": _json_sha256(content)}, indent=2) + "\n").encode())
+
+
+def read_json(path: str | pathlib.Path) -> dict[str, Any]:
+    """The object `write_json` wrote to `path` (without its checksum), verified against it.
+
+    Raises:
+      FileNotFoundError: no file at `path`.
+      CorruptFileError: the file was edited, cut short or is corrupt.
+    """
+    path = pathlib.Path(path)
+    text = path.read_text()
+    try:
+        stored = json.loads(text)
+        content = {key: value for key, value in stored.items() if key != "sha256"}
+        intact = stored.get("sha256") == _json_sha256(content)
+    except (ValueError, AttributeError):
+        intact = False
+    if not intact:
+        raise CorruptFileError(f"{path}: its contents do not match the checksum written with them (edited, cut "
+                               "short or corrupt); delete it to compute it again", path)
+    return content
+
+
+def _json_sha256(content: Any) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+class ConfigMismatchError(ValueError):
+    """A rerun's config differs from the one its workdir was written with."""
+
+
+def check_same_config(stored: Mapping[str, Any], config: Mapping[str, Any], where: str | pathlib.Path,
+                      force_new_config: bool) -> None:
+    """Raises unless `config` equals the `stored` config of `where` (both as JSON), or `force_new_config`.
+
+    Raises:
+      ConfigMismatchError: naming each field that differs, with both values.
+    """
+    stored, config = json.loads(json.dumps(stored)), json.loads(json.dumps(config))
+    if stored == config or force_new_config:
+        return
+    missing = object()
+    differences = [f"{key}: {stored.get(key, '(none)')!r} there, {config.get(key, '(none)')!r} now"
+                   for key in sorted(set(stored) | set(config)) if stored.get(key, missing) != config.get(key, missing)]
+    raise ConfigMismatchError(
+        f"{where} was written with another config ({'; '.join(differences)}); rerun with the same config, "
+        "or pass --force-new-config (force_new_config=True) or use a fresh workdir to change it"
+    )

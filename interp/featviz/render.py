@@ -141,21 +141,22 @@ def render(model: Any, objective: Objective | str, *, key: jax.Array, **options)
 def make_render_each(
     objective_of: Callable[[jax.Array], Objective], **options
 ) -> Callable[[nets.Model, Any, jax.Array], Rendering]:
-    """A pure, jit-able render of one objective per index: `(model, indices, key) -> Rendering`.
+    """A pure, jit-able render of one objective per index: `(model, indices, key, init_keys=None) -> Rendering`.
 
     Every objective starts from its own image but sees the same transform at
     each step, as the images of a Lucid batch do: the transforms then act on
-    the whole batch at once instead of as per-objective gathers. `indices` and
-    `key` are as in `render_each`; `options` are `make_render`'s.
+    the whole batch at once instead of as per-objective gathers. `indices`,
+    `key` and `init_keys` are as in `render_each`; `options` are `make_render`'s.
     """
     thresholds = _thresholds(options.get("steps", 512), options.get("thresholds"))
 
-    def run(model: nets.Model, indices: Any, key: jax.Array) -> Rendering:
+    def run(model: nets.Model, indices: Any, key: jax.Array, init_keys: jax.Array | None = None) -> Rendering:
         n = _count(indices)
         transforms_key, starts_key = jax.random.split(key)
-        # By position, so objective i starts from the same image whatever n is
-        # (render_each pads n to fill a mesh).
-        init_keys = jax.vmap(lambda i: jax.random.fold_in(starts_key, i))(jnp.arange(n))
+        if init_keys is None:
+            # By position, so objective i starts from the same image whatever n is
+            # (render_each pads n to fill a mesh).
+            init_keys = jax.vmap(lambda i: jax.random.fold_in(starts_key, i))(jnp.arange(n))
 
         def one(index, init_key):
             rendering = make_render(objective_of(index), **options)(model, transforms_key, init_key)
@@ -181,6 +182,7 @@ def render_each(
     indices: Any,
     *,
     key: jax.Array,
+    init_keys: jax.Array | None = None,
     mesh: jax.sharding.Mesh | None = None,
     **options,
 ) -> Rendering:
@@ -197,6 +199,9 @@ def render_each(
         common leading axis also works, e.g. positions and vectors).
       key: draws each step's transform (shared by all objectives) and each
         objective's start image.
+      init_keys: [n] keys, one per objective, to draw the start images from
+        instead (a start that depends on the objective, not on its position:
+        how `interp.sweep` makes its grouping invisible).
       mesh: shard the objectives over this mesh's 'data' axis
         (`interp.sharding.data_mesh()`); `n` is padded to a multiple of that
         axis's size and trimmed back.
@@ -207,9 +212,11 @@ def render_each(
     """
     model = nets.as_model(model)
     n = _count(indices)
+    if init_keys is not None and np.shape(init_keys) != (n,):
+        raise ValueError(f"init_keys: expected {n} keys (one per objective), got shape {np.shape(init_keys)}")
     run = make_render_each(objective_of, **options)
     if mesh is None:
-        return jax.jit(run)(model, indices, key)
+        return jax.jit(run)(model, indices, key, init_keys)
 
     missing = -n % sharding.check_mesh(mesh).shape[sharding.AXIS]
 
@@ -219,8 +226,9 @@ def render_each(
         return jnp.concatenate([a, jnp.repeat(a[-1:], missing, axis=0)]) if missing else a
 
     split, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
-    sharded = jax.jit(run, in_shardings=(replicated, split, replicated), out_shardings=split)
-    rendering = sharded(model, jax.tree.map(pad, indices), key)
+    padded_keys = None if init_keys is None else pad(init_keys)
+    sharded = jax.jit(run, in_shardings=(replicated, split, replicated, split), out_shardings=split)
+    rendering = sharded(model, jax.tree.map(pad, indices), key, padded_keys)
     if missing:
         # Gathered before trimming: a mesh with explicit axes refuses to slice a sharded axis unevenly.
         rendering = jax.device_put(rendering, replicated)
