@@ -70,13 +70,21 @@ def load_config(name_or_path: str, kind: type, overrides: Sequence[str] = ()) ->
 def with_overrides(config: Any, overrides: Sequence[str]) -> Any:
     """A dataclass config with `field=value` overrides, each value parsed as its field's type.
 
-    A tuple field takes comma-separated strings (`single_classes=car,tree`; empty for none), a bool field
-    `true`/`false` (or 1/0, yes/no).
+    A tuple field takes comma-separated values of its element type (`single_classes=car,tree`,
+    `seeds=0,1,2`; empty for none), a bool field `true`/`false` (or 1/0, yes/no). A field of a
+    nested dataclass is `field.subfield=value` (a sweep's `measure.steps=64`).
 
     Raises:
       ValueError: naming the override: not `field=value`, an unknown field, or a value of the wrong type.
     """
-    return dataclasses.replace(config, **dict(_parse_override(config, o) for o in overrides))
+    for override in overrides:
+        key, _, rest = override.partition("=")
+        head, dot, tail = key.partition(".")
+        if dot and dataclasses.is_dataclass(getattr(config, head, None)):
+            config = dataclasses.replace(config, **{head: with_overrides(getattr(config, head), [f"{tail}={rest}"])})
+        else:
+            config = dataclasses.replace(config, **dict([_parse_override(config, override)]))
+    return config
 
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -84,12 +92,17 @@ _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no"
 
 def _parse_override(config: Any, override: str) -> tuple[str, Any]:
     key, sep, value = override.partition("=")
-    kinds = typing.get_type_hints(type(config))
+    kinds = {field: kind for field, kind in typing.get_type_hints(type(config)).items()
+             if typing.get_origin(kind) is not typing.ClassVar}
     if not sep or key not in kinds:
         raise ValueError(f"--set: expected field=value with field one of {', '.join(kinds)}; got {override!r}")
     kind = kinds[key]
     if typing.get_origin(kind) is tuple:
-        return key, tuple(v for v in value.split(",") if v)
+        element = (typing.get_args(kind) or (str,))[0]
+        try:
+            return key, tuple(element(v) for v in value.split(",") if v)
+        except ValueError:
+            raise ValueError(f"--set {key}: expected comma-separated {element.__name__}s, got {value!r}") from None
     if kind is bool:
         if value.lower() not in _BOOLS:
             raise ValueError(f"--set {key}: expected true or false, got {value!r}")
@@ -240,8 +253,8 @@ class Run:
     random_init: nets.Model
 
 
-def restore(workdir: str | pathlib.Path) -> Run:
-    """The run in `workdir` (written by `experiments.train_classifier`), from its latest checkpoint.
+def restore(workdir: str | pathlib.Path, step: int | None = None) -> Run:
+    """The run in `workdir` (written by `experiments.train_classifier`), from checkpoint `step` (default: latest).
 
     Raises:
       FileNotFoundError: `workdir` has no config.json or no checkpoint.
@@ -255,7 +268,7 @@ def restore(workdir: str | pathlib.Path) -> Run:
     like = trainlib.create_train_state(module, optimizer(config), sample, config.seed)
     checkpoints = trainlib.Checkpoints(workdir / "checkpoints", every=config.checkpoint_every)
     try:
-        state = checkpoints.restore(like)
+        state = checkpoints.restore(like, step=step)
     finally:
         checkpoints.close()
     return Run(config, state.model(), random_init(config))

@@ -12,6 +12,9 @@ fields at construction (`_check`), so a bad value fails naming the field.
     featviz               FeatvizConfig      experiments.featviz (and the demo's figures)
     icnn                  IcnnConfig         experiments.icnn
     inversion             InversionConfig    experiments.inversion
+    sweep_units           interp.sweep.Sweep experiments.sweep (render every unit of two layers)
+    sweep_checkpoints     interp.sweep.Sweep experiments.sweep (dissect every checkpoint of a run)
+    sweep_methods         interp.sweep.Sweep experiments.sweep (every attribution method, five seeds)
 """
 
 import dataclasses

@@ -8,7 +8,7 @@ from interp.viz.featviz import (
     reconstruction_grid,
     semantic_dictionary_figure,
 )
-from interp.viz.figures import part_overlay_grid, training_curve
+from interp.viz.figures import metric_bars, part_overlay_grid, training_curve
 
 __all__ = [
     "activation_grid_figure",
@@ -18,6 +18,7 @@ __all__ = [
     "feature_map_grid",
     "first_of_each_class",
     "heatmap",
+    "metric_bars",
     "part_overlay_grid",
     "prediction_title",
     "reconstruction_grid",

@@ -1,6 +1,6 @@
-"""Figures of training runs and of annotated datasets."""
+"""Figures of training runs, of annotated datasets, and of scores side by side (sweeps)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -77,4 +77,30 @@ def part_overlay_grid(
         frameon=False,
     )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def metric_bars(values: Mapping[tuple[str, str], float], *, errors: Mapping[tuple[str, str], float] | None = None,
+                ylabel: str = "") -> Figure:
+    """One bar per (group, bar) key, bars of a group side by side: e.g. `{(model, method): score}`.
+
+    Args:
+      values: the bars' heights, keyed by (group, bar), in the order shown.
+      errors: half-heights of error bars with the same keys (e.g. a std over seeds).
+      ylabel: what the heights are.
+    """
+    groups = list(dict.fromkeys(group for group, _ in values))
+    bars = list(dict.fromkeys(bar for _, bar in values))
+    width = 0.8 / len(groups)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(bars) * len(groups) + 1.5), 3.4), layout="constrained")
+    for i, group in enumerate(groups):
+        keys = [(group, bar) for bar in bars if (group, bar) in values]
+        positions = [bars.index(bar) + (i - (len(groups) - 1) / 2) * width for _, bar in keys]
+        ax.bar(positions, [values[k] for k in keys], width, label=group,
+               yerr=None if errors is None else [errors[k] for k in keys], capsize=3)
+    ax.set_xticks(range(len(bars)), bars, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel=ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    if len(groups) > 1:
+        ax.legend(fontsize=7, frameon=False)
     return fig
