@@ -23,6 +23,7 @@ from experiments.configs import AttributionConfig
 from interp import attribution as attr
 from interp import metrics, nets, viz
 from interp import train as trainlib
+from interp._progress import bar
 from interp.data import SynthParts
 
 CAM_LAYER = "relu4"  # the layer SmallCNN's global average pool reads
@@ -47,21 +48,26 @@ def methods(model: nets.Model, key: jax.Array) -> dict[str, Callable]:
     }
 
 
-def compute_maps(model: nets.Model, images, labels, key, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Every method's maps for all images, in jitted batches."""
+def compute_maps(model: nets.Model, images, labels, key, batch_size: int = 64,
+                 progress: bool | None = None) -> dict[str, np.ndarray]:
+    """Every method's maps for all images, in jitted batches; `progress` shows a bar of the methods done."""
     maps = {}
-    for name, attribute in methods(model, key).items():
-        run = jax.jit(attribute)
-        parts = [
-            run(images[i : i + batch_size], target=labels[i : i + batch_size])
-            for i in range(0, len(images), batch_size)
-        ]
-        maps[name] = np.concatenate([np.asarray(p) for p in parts])
+    chosen = methods(model, key)
+    with bar(len(chosen), desc="attribution maps", unit="method", progress=progress) as shown:
+        for name, attribute in chosen.items():
+            run = jax.jit(attribute)
+            parts = [
+                run(images[i : i + batch_size], target=labels[i : i + batch_size])
+                for i in range(0, len(images), batch_size)
+            ]
+            maps[name] = np.concatenate([np.asarray(p) for p in parts])
+            shown.update()
     return maps
 
 
 def attribution_figure(
-    model: nets.Model, data: SynthParts, count: int = 6, key: jax.Array | None = None, candidates: int = 64
+    model: nets.Model, data: SynthParts, count: int = 6, key: jax.Array | None = None, candidates: int = 64,
+    progress: bool | None = None,
 ):
     """Every method's maps for the first held-out image of each class (of the first `candidates`), one row each.
 
@@ -71,7 +77,7 @@ def attribution_figure(
     batch = data.batch(jnp.arange(candidates, dtype=jnp.int32))
     rows = viz.first_of_each_class(np.asarray(batch["label"]), count)
     images, labels = batch["image"][rows], batch["label"][rows]
-    maps = compute_maps(model, images, labels, jax.random.key(0) if key is None else key)
+    maps = compute_maps(model, images, labels, jax.random.key(0) if key is None else key, progress=progress)
     return viz.attribution_grid(
         np.asarray(images), maps, np.asarray(labels), np.asarray(jax.nn.softmax(model(images))), data.class_names,
         overlay=("Grad-CAM", "Grad-CAM++", "occlusion"),
@@ -162,15 +168,15 @@ def main(argv: list[str] | None = None) -> dict:
 
         def maps_of_trained():
             if not trained_maps:
-                trained_maps.update(compute_maps(trained, images, labels, key))
+                trained_maps.update(compute_maps(trained, images, labels, key, progress=args.progress))
             return trained_maps
 
         store.get_or_compute("images", lambda: config.images)
         store.get_or_compute("accuracy", lambda: float((trained(images).argmax(-1) == labels).mean()))
         store.get_or_compute("object_fraction", lambda: float(object_mask.mean()))
         store.get_or_compute(("localization", "trained"), lambda: localization(maps_of_trained(), object_mask))
-        store.get_or_compute(("localization", "random_init"),
-                             lambda: localization(compute_maps(random_init, images, labels, key), object_mask))
+        store.get_or_compute(("localization", "random_init"), lambda: localization(
+            compute_maps(random_init, images, labels, key, progress=args.progress), object_mask))
         store.get_or_compute("faithfulness", lambda: faithfulness(
             trained, maps_of_trained(), images, labels, ("saliency", "integrated gradients", "Grad-CAM", "occlusion")))
         store.get_or_compute("sanity_spearman_abs", lambda: sanity(
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = store.values
         (workdir / "results.md").write_text(markdown(results))
         if not (workdir / "attribution_grid.png").exists():
-            attribution_figure(trained, data).savefig(workdir / "attribution_grid.png", dpi=110)
+            attribution_figure(trained, data, progress=args.progress).savefig(workdir / "attribution_grid.png", dpi=110)
         print(markdown(results))
         return results
 

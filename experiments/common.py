@@ -1,7 +1,7 @@
 """What the experiments share: configs from the command line, data streams, trained runs, tables, results.
 
 - Configs: `config_arguments(parser, default)` adds `--config NAME|PATH.py`,
-  `--set FIELD=VALUE` and `--force-new-config` to a parser; `config_from(args, kind)`
+  `--set FIELD=VALUE`, `--force-new-config` and `--[no-]progress` to a parser; `config_from(args, kind)`
   reads them (`load_config`, `with_overrides`: the one override parser);
   `check_same_config` (from `interp.files`) is the rule that a rerun's config matches its workdir's.
 - Data: `synthparts_streams` (the training stream and the held-out one, seed + 1),
@@ -115,13 +115,19 @@ def _parse_override(config: Any, override: str) -> tuple[str, Any]:
 
 
 def config_arguments(parser: argparse.ArgumentParser, default: str | None) -> argparse.ArgumentParser:
-    """Adds `--config` (required when `default` is None), `--set FIELD=VALUE` and `--force-new-config` to `parser`."""
+    """Adds `--config` (required when `default` is None), `--set`, `--force-new-config` and `--[no-]progress`.
+
+    `args.progress` is None unless `--progress` (True) or `--no-progress` (False) is given: the `progress`
+    argument of every long job (`interp._progress`: None shows the bars on a terminal only).
+    """
     where = "a module in experiments/configs or a .py path"
     parser.add_argument("--config", default=default, required=default is None,
                         help=where + (f" (default {default})" if default else ""))
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
     parser.add_argument("--force-new-config", action="store_true",
                         help="replace the workdir's config with this one (by default a rerun must match it)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show progress bars (default: as INTERP_PROGRESS=0/1 says, else on a terminal)")
     return parser
 
 

@@ -50,18 +50,18 @@ def main(argv: list[str] | None = None) -> dict:
         workdir = pathlib.Path(args.workdir)
 
         start = time.perf_counter()
-        val = train_classifier.run(config, workdir, force_new_config=args.force_new_config)
+        val = train_classifier.run(config, workdir, progress=args.progress, force_new_config=args.force_new_config)
         seconds = time.perf_counter() - start
 
         viz.training_curve(read_metrics(workdir / "metrics.jsonl")).savefig(workdir / "training_curve.png", dpi=120)
         dataset, held_out = common.run_streams(config)
         draw_samples(dataset).savefig(workdir / "synthparts_samples.png", dpi=120)
         model = common.restore(workdir).model
-        figure = attribution_experiment.attribution_figure(model, held_out)
+        figure = attribution_experiment.attribution_figure(model, held_out, progress=args.progress)
         figure.savefig(workdir / "attribution_grid.png", dpi=110)
         featviz = featviz_experiment.run(model, held_out, workdir / "featviz",
                                          common.load_config(args.featviz_config, FeatvizConfig), run_dir=workdir,
-                                         force_new_config=args.force_new_config)
+                                         force_new_config=args.force_new_config, progress=args.progress)
 
         summary = {
             "val_accuracy": val["accuracy"],

@@ -35,9 +35,12 @@ def table(summaries: dict) -> str:
                                  text_columns=2)
 
 
-def run(models: dict[str, nets.Model], data, workdir: pathlib.Path, layers, store: common.Results,
-        **options) -> dict:
-    """Dissects each model not yet in `store` and writes its CSVs and report; returns `{model: summary}`."""
+def run(models: dict[str, nets.Model], data, workdir: pathlib.Path, layers, store: common.Results, *,
+        progress: bool | None = None, **options) -> dict:
+    """Dissects each model not yet in `store` and writes its CSVs and report; returns `{model: summary}`.
+
+    `options` are `dissect.dissect`'s; `progress` shows the bars of the dissection and the report.
+    """
     summaries = {}
     for name, model in models.items():
         if name in store:
@@ -46,11 +49,11 @@ def run(models: dict[str, nets.Model], data, workdir: pathlib.Path, layers, stor
         out = workdir / name
         out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        dissections = dissect.dissect(model, data, list(layers), **options)
+        dissections = dissect.dissect(model, data, list(layers), progress=progress, **options)
         seconds = time.perf_counter() - start
         for layer, result in dissections.items():
             dissect.write_csv(result, out / f"{layer}.csv")
-        dissect.write_report(dissections, model, data, out / "report")
+        dissect.write_report(dissections, model, data, out / "report", progress=progress)
         summaries[name] = store.put(name, dissect.summary(dissections) | {"seconds": round(seconds, 1)})
     return summaries
 
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     with trainlib.hold_workdir(args.workdir):
         run_dir, workdir = pathlib.Path(args.run), pathlib.Path(args.workdir)
         if not (run_dir / "config.json").exists():
-            train_classifier.run(common.load_config(args.train_config, TrainConfig, args.train_set), run_dir)
+            train_classifier.run(common.load_config(args.train_config, TrainConfig, args.train_set), run_dir,
+                                 progress=args.progress)
         trained = common.restore(run_dir)
         models = {"trained": trained.model, "random": trained.random_init}
         data = dissect.SynthPartsConcepts(common.held_out(trained.config), num_examples=config.images)
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
         store = common.Results(workdir, {**common.run_identity(run_dir), **vars(config)},
                                force_new_config=args.force_new_config)
         summaries = run(models, data, workdir, config.layers, store, convention=config.convention,
-                        upsampling=config.upsampling, batch_size=config.batch_size)
+                        upsampling=config.upsampling, batch_size=config.batch_size, progress=args.progress)
         (workdir / "summary.json").write_text(json.dumps(summaries, indent=2) + "\n")
         (workdir / "table.md").write_text(table(summaries))
         viz.dissection_figure(summaries).savefig(workdir / "detectors.png", dpi=120)

@@ -25,6 +25,7 @@ from experiments.configs import FeatvizConfig
 from interp import featviz as fv
 from interp import nets, viz
 from interp import train as trainlib
+from interp._progress import bar
 from interp.data import SynthParts, pass_indices
 
 LAYERS = ("conv2", "conv3", "conv4")
@@ -33,16 +34,22 @@ LAYERS = ("conv2", "conv3", "conv4")
 BATCH = 128  # held-out images per step
 
 
-def dataset_channel_means(model: nets.Model, layer: str, dataset: SynthParts, count: int) -> np.ndarray:
+def dataset_channel_means(model: nets.Model, layer: str, dataset: SynthParts, count: int,
+                          progress: bool | None = None) -> np.ndarray:
     """[count, C] each held-out image's mean activation per channel (what `fv.channel` scores)."""
     mean = jax.jit(lambda x: model.activations(x, layer)[layer].mean((1, 2)))
-    return np.concatenate([np.asarray(mean(dataset.batch(indices)["image"]))[valid]
-                           for indices, valid in pass_indices(count, BATCH)])
+    means = []
+    with bar(count, desc=f"channel means: {layer}", unit="image", progress=progress) as shown:
+        for indices, valid in pass_indices(count, BATCH):
+            means.append(np.asarray(mean(dataset.batch(indices)["image"]))[valid])
+            shown.update(len(means[-1]))
+    return np.concatenate(means)
 
 
-def layer_study(model: nets.Model, dataset: SynthParts, layer: str, config: FeatvizConfig, key) -> dict:
+def layer_study(model: nets.Model, dataset: SynthParts, layer: str, config: FeatvizConfig, key,
+                progress: bool | None = None) -> dict:
     """Renders, top patches and render-vs-dataset activations for the most active channels of `layer`."""
-    means = dataset_channel_means(model, layer, dataset, config.examples)
+    means = dataset_channel_means(model, layer, dataset, config.examples, progress)
     channels = np.argsort(-means.max(0))[: config.channels]
     rendering = fv.render_each(
         model, lambda c: fv.channel(layer, c), jnp.asarray(channels), key=key,
@@ -50,7 +57,8 @@ def layer_study(model: nets.Model, dataset: SynthParts, layer: str, config: Feat
     )
     images = rendering.images[:, -1, 0]
     rendered = np.asarray(model.activations(images, layer)[layer].mean((1, 2)))[np.arange(len(channels)), channels]
-    top = fv.dataset_examples(model, layer, dataset, config.patches, num_examples=config.examples, batch_size=BATCH)
+    top = fv.dataset_examples(model, layer, dataset, config.patches, num_examples=config.examples, batch_size=BATCH,
+                              progress=progress)
     top = jax.tree.map(lambda a: a[channels], top)
     field = nets.receptive_fields(model, images[:1])[layer]
     patches = fv.crop_patches(dataset, top, field, fill=1.0)
@@ -84,8 +92,10 @@ def semantic_figures(model: nets.Model, dataset: SynthParts, key, steps: int):
 
 
 def run(model: nets.Model, dataset: SynthParts, workdir: pathlib.Path, config: FeatvizConfig, *,
-        run_dir: str | pathlib.Path, force_new_config: bool = False) -> dict:
+        run_dir: str | pathlib.Path, force_new_config: bool = False, progress: bool | None = None) -> dict:
     """Every figure and the render/dataset ratios; writes them to `workdir` and returns the results.
+
+    `progress` shows the bars of the passes over held-out images (see `interp._progress`).
 
     Resumes: a layer whose results `workdir`/results.json holds for the same
     config and `run_dir` (the trained run `model` comes from) is not rendered again;
@@ -99,7 +109,7 @@ def run(model: nets.Model, dataset: SynthParts, workdir: pathlib.Path, config: F
         if ("layers", layer) in store:
             continue
         start = time.perf_counter()
-        study = layer_study(model, dataset, layer, config, jax.random.fold_in(key, index))
+        study = layer_study(model, dataset, layer, config, jax.random.fold_in(key, index), progress)
         seconds = time.perf_counter() - start
         titles = [f"{layer}:{c}  {r:.1f}x" for c, r in zip(study["channels"], study["ratio"])]
         field = study["receptive_field"]
@@ -139,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     with trainlib.hold_workdir(args.workdir):
         trained = common.restore(args.run)
         results = run(trained.model, common.held_out(trained.config), pathlib.Path(args.workdir), config,
-                      run_dir=args.run, force_new_config=args.force_new_config)
+                      run_dir=args.run, force_new_config=args.force_new_config, progress=args.progress)
         for layer, r in results["layers"].items():
             print(f"{layer}: rendered / best held-out mean activation, median {r['ratio_median']}x, "
                   f"min {r['ratio_min']}x ({r['seconds']} s)")

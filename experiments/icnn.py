@@ -42,6 +42,7 @@ from experiments import common
 from experiments.configs import IcnnConfig
 from interp import dissect, layers, metrics, nets, ops, viz
 from interp import train as trainlib
+from interp._progress import bar
 from interp.data import CUB200, BatchSource, VOCPart, pass_indices, sized
 from interp.data.landmarks import CUB_ICNN_PARTS, select_landmarks
 from interp.nets import receptive_fields
@@ -116,7 +117,8 @@ def eval_batches(task: Task) -> Iterator[dict[str, np.ndarray]]:
         yield task.eval.batch(indices[valid])
 
 
-def train_network(task: Task, interpretable: bool, workdir: pathlib.Path, config: IcnnConfig) -> nets.Model:
+def train_network(task: Task, interpretable: bool, workdir: pathlib.Path, config: IcnnConfig,
+                  progress: bool | None = None) -> nets.Model:
     """Trains (or resumes) the ordinary or the interpretable network of `task`."""
     kw = {}
     if config.model == "small_cnn":
@@ -131,25 +133,27 @@ def train_network(task: Task, interpretable: bool, workdir: pathlib.Path, config
     state = trainlib.fit(
         module, optax.adam(config.learning_rate), task.train, loss=loss, num_steps=steps,
         batch_size=config.batch_size, workdir=workdir, seed=config.seed, shuffle=task.shuffle,
-        checkpoint_every=max(steps // 4, 1), log_every=max(steps // 10, 1), progress=False)
+        checkpoint_every=max(steps // 4, 1), log_every=max(steps // 10, 1), progress=progress)
     return state.model()
 
 
-def evaluate(model: nets.Model, task: Task, config: IcnnConfig) -> dict[str, Any]:
+def evaluate(model: nets.Model, task: Task, config: IcnnConfig, progress: bool | None = None) -> dict[str, Any]:
     """Accuracy, location instability (official and firing-only) of the 'icnn' layer's filters."""
     step = jax.jit(lambda x: (model(x), model.activations(x, "icnn")["icnn"]))
     field = None
     columns: dict[str, list] = {k: [] for k in ("logits", "positions", "scores", "label", "category",
                                                 "landmarks", "visible")}
-    for batch in eval_batches(task):
-        images = jnp.asarray(batch["image"])
-        logits, maps = step(images)
-        field = field or receptive_fields(model, images[:1])["icnn"]
-        positions, scores = ops.map_peaks(maps)
-        for key, value in (("logits", logits), ("positions", metrics.peaks_in_image(positions, field)),
-                           ("scores", scores), ("label", batch["label"]), ("category", batch["category"]),
-                           ("landmarks", batch["landmarks"]), ("visible", batch["landmark_visible"])):
-            columns[key].append(np.asarray(value))
+    with bar(task.eval_examples, desc=f"evaluate: {task.name}", unit="image", progress=progress) as shown:
+        for batch in eval_batches(task):
+            images = jnp.asarray(batch["image"])
+            logits, maps = step(images)
+            field = field or receptive_fields(model, images[:1])["icnn"]
+            positions, scores = ops.map_peaks(maps)
+            for key, value in (("logits", logits), ("positions", metrics.peaks_in_image(positions, field)),
+                               ("scores", scores), ("label", batch["label"]), ("category", batch["category"]),
+                               ("landmarks", batch["landmarks"]), ("visible", batch["landmark_visible"])):
+                columns[key].append(np.asarray(value))
+            shown.update(len(images))
     data = {k: np.concatenate(v) for k, v in columns.items()}
     accuracy = float((data["logits"].argmax(-1) == data["label"]).mean())
     category = data["category"]
@@ -189,11 +193,11 @@ def instability_by_category(data: dict[str, np.ndarray], assigned: np.ndarray, i
     return per_filter
 
 
-def part_iou(model: nets.Model, config: IcnnConfig) -> float:
+def part_iou(model: nets.Model, config: IcnnConfig, progress: bool | None = None) -> float:
     """Mean over the 'icnn' filters of their best part IoU on held-out SynthParts (Network Dissection)."""
     held_out = common.synthparts_streams(config.seed, config.image_size)[1]
     data = dissect.SynthPartsConcepts(held_out, num_examples=config.eval_images)
-    return float(dissect.part_interpretability(model, "icnn", data, batch_size=64).value)
+    return float(dissect.part_interpretability(model, "icnn", data, batch_size=64, progress=progress).value)
 
 
 def feature_map_figure(models: dict[str, nets.Model], task: Task, filters_per_model: int = 3, images: int = 8):
@@ -245,11 +249,11 @@ def main(argv: list[str] | None = None) -> dict:
             models = {}
             for name, interpretable in (("ordinary", False), ("interpretable", True)):
                 start = time.perf_counter()
-                models[name] = train_network(task, interpretable, workdir / task.name / name, config)
+                models[name] = train_network(task, interpretable, workdir / task.name / name, config, args.progress)
                 if (task.name, name) not in store:
-                    measured = evaluate(models[name], task, config)
+                    measured = evaluate(models[name], task, config, args.progress)
                     if task.name == "multi" and not (args.cub or args.voc_part):
-                        measured["part_iou"] = part_iou(models[name], config)
+                        measured["part_iou"] = part_iou(models[name], config, args.progress)
                     store.put((task.name, name), measured | {"seconds": round(time.perf_counter() - start, 1)})
                 print(task.name, name, json.dumps(store.get((task.name, name))), flush=True)
             if task is tasks[0] and not (workdir / "feature_maps.png").exists():

@@ -33,7 +33,7 @@ DECODER_POOL = 100_000  # first index of the decoders' training images, far from
 
 
 def study(models: dict[str, nets.Model], data: SynthParts, held_out: SynthParts, config: InversionConfig,
-          store: common.Results, draw: bool) -> dict:
+          store: common.Results, draw: bool, progress: bool | None = None) -> dict:
     """Per network and layer not yet in `store`: held-out error (mean and standard error).
 
     Returns the inverters trained for the trained network's layers; with `draw`, for all of them (the figure's).
@@ -54,7 +54,8 @@ def study(models: dict[str, nets.Model], data: SynthParts, held_out: SynthParts,
                 continue
             start = time.perf_counter()
             inverter, losses = fv.train_inverter(
-                model, layer, in_memory(pool), key=jax.random.key(0), steps=config.steps, batch_size=config.batch_size
+                model, layer, in_memory(pool), key=jax.random.key(0), steps=config.steps, batch_size=config.batch_size,
+                progress=progress,
             )
             inverters[kind, layer] = inverter
             if f"{kind}/{layer}" in store:
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
         store = common.Results(workdir, {**common.run_identity(args.run), **vars(config)},
                                force_new_config=args.force_new_config)
         figure = workdir / "reconstructions.png"
-        inverters = study(models, data, held_out, config, store, draw=not figure.exists())
+        inverters = study(models, data, held_out, config, store, draw=not figure.exists(), progress=args.progress)
         results = store.values
         (workdir / "results.md").write_text(table(results))
         if not figure.exists():

@@ -28,9 +28,11 @@ from interp import nets
 from interp import train as trainlib
 
 
-def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True,
+def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool | None = None,
         force_new_config: bool = False) -> dict[str, Any]:
     """Trains (or resumes) the run in `workdir`; returns the final validation metrics.
+
+    `progress` is `fit`'s: show a progress bar of the steps, None on a terminal (see `interp._progress`).
 
     Raises:
       ConfigMismatchError: `workdir` holds a run of another config and not `force_new_config`.
@@ -54,7 +56,8 @@ def run(config: TrainConfig, workdir: str | pathlib.Path, progress: bool = True,
             raise
 
 
-def _train(config: TrainConfig, module, data: common.Data, workdir: pathlib.Path, progress: bool) -> dict[str, Any]:
+def _train(config: TrainConfig, module, data: common.Data, workdir: pathlib.Path,
+           progress: bool | None) -> dict[str, Any]:
     evaluate = trainlib.make_evaluator(data.eval, config.batch_size, num_examples=data.eval_examples)
     state = trainlib.fit(
         module,
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.distributed:
         jax.distributed.initialize()
     config = common.config_from(args, TrainConfig)
-    print(json.dumps(run(config, args.workdir, force_new_config=args.force_new_config)))
+    print(json.dumps(run(config, args.workdir, progress=args.progress, force_new_config=args.force_new_config)))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import interp
 
 ROOT = pathlib.Path(interp.__file__).parent
 
-# What each part of the library may import, besides itself and `interp._checks`.
+# What each part of the library may import, besides itself and the shared private helpers below.
 FOUNDATION = {"ops", "sharding", "nets", "data", "files"}
 ALLOWED = {
     "ops": set(),  # plain JAX: knows no model
@@ -34,7 +34,8 @@ ALLOWED = {
     "viz": FOUNDATION | {"metrics"},
     "cli": FOUNDATION,
 }
-SHARED_PRIVATE = {"interp._checks"}
+# Below every part: argument checks, and the progress bar of every long job.
+SHARED_PRIVATE = ("_checks", "_progress")
 
 
 def _modules():
@@ -62,12 +63,12 @@ def _part(module: str) -> str:
 @pytest.mark.parametrize("module,path", list(_modules()), ids=[module for module, _ in _modules()])
 def test_module_imports_only_what_its_part_may_use(module, path):
     part = _part(module)
-    if part in ("__init__", "_checks"):
+    if part in ("__init__", *SHARED_PRIVATE):
         return
     assert part in ALLOWED, f"{module}: part {part!r} has no dependency rule; add it to ALLOWED and the README"
     for name in _imports(path):
         assert name.split(".")[0] not in ("experiments", "benchmarks", "tests"), f"{module} imports {name}"
-        if not name.startswith("interp.") or name in SHARED_PRIVATE or name.startswith("interp._checks"):
+        if not name.startswith("interp.") or _part(name) in SHARED_PRIVATE:
             continue
         used = _part(name)
         if used == part:
@@ -77,9 +78,11 @@ def test_module_imports_only_what_its_part_may_use(module, path):
         assert not private, f"{module} imports {name}, a private name of interp.{used}"
 
 
-def test_the_shared_checks_import_no_part_of_the_library():
-    # `ops` and `data` import `interp._checks`, so it must sit below every part.
-    assert not [name for name in _imports(ROOT / "_checks.py") if name.startswith("interp")]
+@pytest.mark.parametrize("helper", SHARED_PRIVATE)
+def test_the_shared_helpers_import_no_part_of_the_library(helper):
+    # `ops` and `data` import `interp._checks` (and long jobs in several parts `interp._progress`),
+    # so they must sit below every part.
+    assert not [name for name in _imports(ROOT / f"{helper}.py") if name.startswith("interp")]
 
 
 def test_every_subpackage_imports_and_is_described_at_the_top():

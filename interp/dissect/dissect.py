@@ -26,6 +26,7 @@ from jax.sharding import Mesh
 
 from interp import nets
 from interp._checks import check_positive_int
+from interp._progress import bar
 from interp.data.stream import check_source, pass_indices
 from interp.dissect.concepts import ConceptBatch
 from interp.dissect.quantile import thresholds_from_top, top_values_init, top_values_update, values_needed
@@ -51,6 +52,7 @@ def dissect(
     batch_size: int = 64,
     top_images: int = 8,
     mesh: Mesh | None = None,
+    progress: bool | None = None,
 ) -> dict[str, LayerDissection]:
     """Dissects every unit of the named layers.
 
@@ -68,6 +70,7 @@ def dissect(
       batch_size: images per step (a multiple of the mesh's devices).
       top_images: top-activating images kept per unit.
       mesh: a mesh with the axis 'data' (`interp.sharding.data_mesh()`) to shard batches over.
+      progress: show a progress bar of the images of each pass: None on a terminal (see `interp._progress`).
 
     Returns:
       `{layer: LayerDissection}` in the order given.
@@ -99,8 +102,10 @@ def dissect(
     needed = {layer: values_needed(total * shape[1] * shape[2], quantile) for layer, shape in shapes.items()}
     top = {layer: top_values_init(shapes[layer][-1], needed[layer]) for layer in layers}
     best = {layer: top_k_init(shapes[layer][-1], min(top_images, total)) for layer in layers}
-    for batch, indices, valid in _batches(data, batch_size, mesh):
-        top, best = _threshold_step(model, top, best, batch.images, indices, valid, tuple(layers))
+    with bar(total, desc="dissect: thresholds", unit="image", progress=progress) as shown:
+        for batch, indices, valid, count in _batches(data, batch_size, mesh):
+            top, best = _threshold_step(model, top, best, batch.images, indices, valid, tuple(layers))
+            shown.update(count)
     thresholds = {
         layer: thresholds_from_top(np.asarray(top[layer]), total * shapes[layer][1] * shapes[layer][2], quantile)
         for layer in layers}
@@ -112,11 +117,13 @@ def dissect(
                                                      fields.get(layer))) for layer in layers}
     accumulators = {layer: Accumulator(batch_size * data.seg_size[0] * data.seg_size[1]) for layer in layers}
     device_thresholds = {layer: jnp.asarray(thresholds[layer], jnp.float32) for layer in layers}
-    for batch, _, valid in _batches(data, batch_size, mesh):
-        counts = _tally_step(model, device_thresholds, layer_bands, batch, valid, category_of, tuple(layers),
-                             len(concepts), len(concepts.categories), 1 if mesh is None else mesh.devices.size)
-        for layer in layers:
-            accumulators[layer].add(counts[layer])
+    with bar(total, desc="dissect: tally", unit="image", progress=progress) as shown:
+        for batch, _, valid, count in _batches(data, batch_size, mesh):
+            counts = _tally_step(model, device_thresholds, layer_bands, batch, valid, category_of, tuple(layers),
+                                 len(concepts), len(concepts.categories), 1 if mesh is None else mesh.devices.size)
+            for layer in layers:
+                accumulators[layer].add(counts[layer])
+            shown.update(count)
 
     return {
         layer: LayerDissection(
@@ -128,12 +135,15 @@ def dissect(
 
 
 def _batches(data: Any, batch_size: int, mesh: Mesh | None):
-    """(ConceptBatch, indices [B] (-1 for padding), valid [B]) of fixed size B over one pass of `data`."""
+    """(ConceptBatch, indices [B] (-1 for padding), valid [B], images in it) of fixed size B over one pass of `data`.
+
+    The count is the host's, so a progress bar reads it without waiting on the device.
+    """
     for indices, valid in pass_indices(len(data), batch_size):
         arrays = (ConceptBatch(*data.batch(indices)), np.where(valid, indices, -1).astype(np.int32), valid)
         if mesh is not None:
             arrays = jax.device_put(arrays, batch_sharding(mesh))
-        yield arrays
+        yield (*arrays, int(valid.sum()))
 
 
 @functools.partial(jax.jit, static_argnames="layers")

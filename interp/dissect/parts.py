@@ -41,7 +41,7 @@ def part_interpretability(model: Any, layer: str, data: Any, **dissect_options) 
       data: concept data with a "part" category (`SynthPartsConcepts`,
         `BrodenConcepts`).
       **dissect_options: passed to `dissect` (quantile,
-        convention, upsampling, batch_size, ...).
+        convention, upsampling, batch_size, progress, ...).
 
     Returns:
       `PartInterpretability(value, per_filter [K], part [K], dissection)`;

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from interp._checks import check_positive_int
+from interp._progress import bar
 from interp.data.stream import pass_indices
 from interp.dissect.dissect import mask_function
 from interp.dissect.result import LayerDissection
@@ -57,6 +58,7 @@ def write_report(
     images_per_unit: int | None = None,
     image_size: int = 96,
     batch_size: int = 64,
+    progress: bool | None = None,
 ) -> pathlib.Path:
     """Writes the report of `dissect(...)`'s result into `out_dir`.
 
@@ -70,6 +72,7 @@ def write_report(
       image_size: height in pixels of each shown image (its width keeps the
         images' aspect ratio); masks are computed at this size.
       batch_size: images per forward pass when computing masks.
+      progress: show a progress bar of the units drawn: None on a terminal (see `interp._progress`).
 
     Returns:
       The path of `index.html`.
@@ -82,14 +85,17 @@ def write_report(
     out = pathlib.Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     stems = _file_stems(list(dissections))
-    for layer, dissection in dissections.items():
-        strips = _strips(model, dissection, data, images_per_unit, image_size, batch_size)
-        sources = {}
-        for unit, strip in enumerate(strips):
-            if strip is not None:
-                sources[unit] = f"images/{stems[layer]}-unit{unit + 1:04d}.png"
-                Image.fromarray(strip).save(out / sources[unit])
-        (out / f"{stems[layer]}.html").write_text(_layer_page(dissection, strips, sources, images_per_unit))
+    units = sum(d.num_units for d in dissections.values())
+    with bar(units, desc="dissect: report", unit="unit", progress=progress) as shown:
+        for layer, dissection in dissections.items():
+            strips = _strips(model, dissection, data, images_per_unit, image_size, batch_size)
+            sources = {}
+            for unit, strip in enumerate(strips):
+                if strip is not None:
+                    sources[unit] = f"images/{stems[layer]}-unit{unit + 1:04d}.png"
+                    Image.fromarray(strip).save(out / sources[unit])
+                shown.update()
+            (out / f"{stems[layer]}.html").write_text(_layer_page(dissection, strips, sources, images_per_unit))
     index = out / "index.html"
     index.write_text(_index_page(dissections, stems))
     return index

@@ -22,6 +22,7 @@ import numpy as np
 
 from interp import nets
 from interp._checks import check_positive_int
+from interp._progress import bar
 from interp.data.stream import BatchSource, batch_images, check_source, check_span, pass_indices
 from interp.nets import ReceptiveField
 from interp.ops.topk import MODES, TopK, top_k_init, top_k_update
@@ -42,6 +43,7 @@ def dataset_examples(
     batch_size: int = 64,
     num_examples: int | None = None,
     first: int = 0,
+    progress: bool | None = None,
 ) -> TopK:
     """The top-k dataset examples of every channel of `layer`, over one ordered pass of a batch source.
 
@@ -63,6 +65,7 @@ def dataset_examples(
       num_examples: examples searched, `first ... first + num_examples - 1`;
         None searches all of `data` from `first`.
       first: the index of the first example searched.
+      progress: show a progress bar of the images searched: None on a terminal (see `interp._progress`).
 
     Returns:
       A `TopK` with C units; its indices are indices of `data`, so
@@ -81,13 +84,15 @@ def dataset_examples(
     k = check_positive_int("k", k)
     batch_size = min(check_positive_int("batch_size", batch_size), count)
     state = None
-    for indices, valid in pass_indices(count, batch_size, first):
-        images = jnp.asarray(batch_images(data.batch(indices), "data"))
-        if state is None:
-            shape = model.layer_shape(images, layer).shape
-            _check_k(k, count, mode, positions=int(np.prod(shape[1:-1])))
-            state = top_k_init(shape[-1], k)
-        state = _step(model, state, images, jnp.asarray(np.where(valid, indices, -1)), layer=layer, mode=mode)
+    with bar(count, desc=f"dataset examples: {layer}", unit="image", progress=progress) as shown:
+        for indices, valid in pass_indices(count, batch_size, first):
+            images = jnp.asarray(batch_images(data.batch(indices), "data"))
+            if state is None:
+                shape = model.layer_shape(images, layer).shape
+                _check_k(k, count, mode, positions=int(np.prod(shape[1:-1])))
+                state = top_k_init(shape[-1], k)
+            state = _step(model, state, images, jnp.asarray(np.where(valid, indices, -1)), layer=layer, mode=mode)
+            shown.update(int(valid.sum()))
     return state
 
 

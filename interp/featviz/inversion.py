@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from interp._checks import check_positive_int
+from interp._progress import bar
 from interp.data.stream import BatchSource, batch_images, check_source, check_span, epoch_indices
 from interp.nets.adapter import Model
 
@@ -256,6 +257,7 @@ def train_inverter(
     shuffle: bool = True,
     optimizer: optax.GradientTransformation | None = None,
     decoder: nn.Module | None = None,
+    progress: bool | None = None,
 ) -> tuple[Inverter, np.ndarray]:
     """Trains a decoder from `model`'s features at `layer` back to the images.
 
@@ -276,6 +278,7 @@ def train_inverter(
       optimizer: any optax transformation; defaults to `optax.adam(1e-3)`.
       decoder: a Linen module mapping features to [B, H, W, 3]; defaults to
         `UpConvDecoder(image_shape=(H, W))`.
+      progress: show a progress bar of the steps: None on a terminal (see `interp._progress`).
 
     Returns:
       `(inverter, losses)`: the trained `Inverter` and the per-step training
@@ -308,10 +311,12 @@ def train_inverter(
     opt_state = optimizer.init(params)
     step_fn = make_inverter_step(decoder, layer, optimizer)
     losses = []
-    for step in range(steps):
-        images = first_images if step == 0 else images_at(step)
-        params, opt_state, loss = step_fn(model, params, opt_state, feature_scale, images)
-        losses.append(loss)
+    with bar(steps, desc=f"inversion: {layer}", unit="step", progress=progress) as shown:
+        for step in range(steps):
+            images = first_images if step == 0 else images_at(step)
+            params, opt_state, loss = step_fn(model, params, opt_state, feature_scale, images)
+            losses.append(loss)
+            shown.update()
     return Inverter(decoder, params, layer, feature_scale), np.asarray(jax.device_get(losses))
 
 
@@ -329,12 +334,16 @@ def invert_layers(
     shuffle: bool = True,
     optimizer: optax.GradientTransformation | None = None,
     decoder_fn: Callable[[str], nn.Module | None] = lambda layer: None,
+    progress: bool | None = None,
 ) -> tuple[dict[str, Inverter], dict[str, np.ndarray]]:
     """One `train_inverter` per layer, on the same images; keys are folded in per layer.
 
+    Arguments not listed here are as in `train_inverter`.
+
     Args:
       decoder_fn: `decoder_fn(layer)` gives the decoder for that layer (`None`
-        for the default). Other arguments as in `train_inverter`.
+        for the default).
+      progress: show a progress bar of each layer's steps: None on a terminal (see `interp._progress`).
 
     Returns:
       `({layer: inverter}, {layer: losses [steps]})`.
@@ -344,6 +353,6 @@ def invert_layers(
         inverters[layer], losses[layer] = train_inverter(
             model, layer, data, key=jax.random.fold_in(key, i), steps=steps, batch_size=batch_size,
             num_examples=num_examples, first=first, seed=seed, shuffle=shuffle, optimizer=optimizer,
-            decoder=decoder_fn(layer),
+            decoder=decoder_fn(layer), progress=progress,
         )
     return inverters, losses

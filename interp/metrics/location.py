@@ -37,6 +37,7 @@ import numpy as np
 
 from interp import nets
 from interp._checks import check_positive_int
+from interp._progress import bar
 from interp.data.stream import BatchSource, batch_images, check_source, check_span, pass_indices
 from interp.nets import ReceptiveField, receptive_fields
 from interp.ops import map_peaks
@@ -97,7 +98,7 @@ def _peaks_step(model: nets.Model, images: jax.Array, layer: str) -> tuple[jax.A
 
 
 def filter_peaks(model: Any, layer: str, data: BatchSource, *, batch_size: int = 64,
-                 num_examples: int | None = None, first: int = 0) -> Peaks:
+                 num_examples: int | None = None, first: int = 0, progress: bool | None = None) -> Peaks:
     """Peaks of every filter of `layer` on every image of one ordered pass over `data`, in image pixels.
 
     Each batch runs through one jitted step (the last one padded, so all
@@ -112,6 +113,7 @@ def filter_peaks(model: Any, layer: str, data: BatchSource, *, batch_size: int =
       num_examples: images read, `first ... first + num_examples - 1`; None
         reads all of `data` from `first`.
       first: the index of the first image.
+      progress: show a progress bar of the images read: None on a terminal (see `interp._progress`).
 
     Returns:
       `Peaks(positions [N, C, 2], scores [N, C])` for the N images in order.
@@ -121,14 +123,16 @@ def filter_peaks(model: Any, layer: str, data: BatchSource, *, batch_size: int =
     count = check_span(data, num_examples, first, "data")
     batch_size = min(check_positive_int("batch_size", batch_size), count)
     positions, scores, field = [], [], None
-    for indices, valid in pass_indices(count, batch_size, first):
-        images = jnp.asarray(batch_images(data.batch(indices), "data"))
-        if field is None:
-            model.spatial_layer_shape(images, layer)
-            field = receptive_fields(model, images)[layer]
-        p, s = _peaks_step(model, images, layer)
-        positions.append(np.asarray(p)[valid])
-        scores.append(np.asarray(s)[valid])
+    with bar(count, desc=f"filter peaks: {layer}", unit="image", progress=progress) as shown:
+        for indices, valid in pass_indices(count, batch_size, first):
+            images = jnp.asarray(batch_images(data.batch(indices), "data"))
+            if field is None:
+                model.spatial_layer_shape(images, layer)
+                field = receptive_fields(model, images)[layer]
+            p, s = _peaks_step(model, images, layer)
+            positions.append(np.asarray(p)[valid])
+            scores.append(np.asarray(s)[valid])
+            shown.update(int(valid.sum()))
     return Peaks(np.asarray(peaks_in_image(np.concatenate(positions), field)), np.concatenate(scores))
 
 

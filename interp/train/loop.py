@@ -22,10 +22,10 @@ import numpy as np
 import optax
 from flax import linen as nn
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from interp import sharding as meshlib
 from interp._checks import check_positive_int
+from interp._progress import bar
 from interp.data.stream import BatchSource, check_source, epoch_indices, pass_indices
 from interp.train.checkpoint import Checkpoints
 from interp.train.losses import Loss, classification_loss
@@ -52,7 +52,7 @@ def fit(
     evaluate: EvalFn | None = None,
     eval_every: int | None = None,
     mesh: Mesh | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> TrainState:
     """Trains `module` for `num_steps`, resuming from the latest checkpoint in `workdir`.
 
@@ -78,7 +78,7 @@ def fit(
       evaluate: called with the state every `eval_every` steps and at the end
         (e.g. `make_evaluator(...)`).
       mesh: the device mesh (default: all devices on one 'data' axis).
-      progress: show a progress bar.
+      progress: show a progress bar of the steps: None on a terminal (see `interp._progress`).
 
     Returns:
       The final state, replicated over the mesh; `state.model()` is the network.
@@ -233,10 +233,9 @@ def _non_finite_leaves(state: TrainState) -> list[str]:
 class _Log:
     """The run's metrics.jsonl, its progress bar and its steps per second."""
 
-    def __init__(self, workdir: pathlib.Path, start: int, num_steps: int, progress: bool):
+    def __init__(self, workdir: pathlib.Path, start: int, num_steps: int, progress: bool | None):
         self.metrics = MetricsLog(workdir / "metrics.jsonl", resume_step=start)
-        self.bar = tqdm(total=num_steps, initial=start, disable=not progress or jax.process_index() != 0,
-                        desc=workdir.name, mininterval=2.0)
+        self.bar = bar(num_steps, desc=f"train: {workdir.name}", unit="step", initial=start, progress=progress)
         self.last_time, self.last_step = time.perf_counter(), start
 
     def advance(self) -> None:

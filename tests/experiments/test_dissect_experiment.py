@@ -8,14 +8,19 @@ from experiments import dissect as experiment
 from experiments.configs import TrainConfig
 
 
-def test_outputs_agree_with_each_other(tmp_path):
+def test_outputs_agree_with_each_other(tmp_path, capsys):
     run = tmp_path / "run"
     train_classifier.run(common.load_config(
         "small_cnn_synthparts", TrainConfig, ["steps=10", "batch_size=16", "eval_batches=1", "log_every=10",
                                  "checkpoint_every=10", "eval_every=1000"]), run)
     out = tmp_path / "dissect"
+    capsys.readouterr()
     summaries = experiment.main(["--run", str(run), "--workdir", str(out), "--set", "images=48",
-                                 "--set", "layers=relu3,relu4", "--set", "batch_size=16"])
+                                 "--set", "layers=relu3,relu4", "--set", "batch_size=16", "--progress"])
+    # --progress reaches every long job: both passes over the 48 images and the report's 192 units, per model.
+    err = capsys.readouterr().err
+    for bar in ("dissect: thresholds: 100%", "48/48", "dissect: tally: 100%", "dissect: report: 100%", "192/192"):
+        assert err.count(bar) >= 2, bar
     assert json.loads((out / "summary.json").read_text()) == summaries
     assert set(summaries) == {"trained", "random"}
     for name, summary in summaries.items():
