@@ -208,7 +208,11 @@ def render_each(
       options: `make_render`'s keyword arguments.
 
     Returns:
-      A `Rendering` whose arrays have a leading axis of length n.
+      A `Rendering` whose arrays have a leading axis of length n. On a mesh
+      over several processes, a padded n leaves them whole on every device;
+      otherwise each process holds its devices' objectives, and
+      `jax.experimental.multihost_utils.process_allgather(a, tiled=True)`
+      gathers the whole array on every process.
     """
     model = nets.as_model(model)
     n = _count(indices)
