@@ -174,7 +174,6 @@ def _index(group: sweep.Group, row: dict[str, Any]) -> int:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--coordinator", help="HOST:PORT of process 0, to run on several hosts (jax.distributed)")
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
@@ -186,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = dataclasses.replace(config, models=pin(config.models))
     source = RunCheckpoints()
     workdir = pathlib.Path(args.workdir)
-    rows = sweep.run(config, workdir, source, progress=False if args.no_progress else None,
+    rows = sweep.run(config, workdir, source, progress=args.progress,
                      force_new_config=args.force_new_config)
     if jax.process_index() != 0:
         return {}

@@ -31,6 +31,8 @@ The method families, each a set of function transforms on a `Model`:
   * `metrics`: what the families are evaluated with (localization,
     faithfulness, sanity, location instability).
   * `viz`: figures (functions returning matplotlib Figures).
+  * `sweep`: grids of cells (networks x layers x units x methods x seeds)
+    measured in compiled, sharded calls, durably, on one host or many.
   * `cli`: the `interp` command.
 """
 

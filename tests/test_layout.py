@@ -33,6 +33,8 @@ ALLOWED = {
     "layers": FOUNDATION | {"metrics", "train"},
     "viz": FOUNDATION | {"metrics"},
     "cli": FOUNDATION,
+    # Sweeps run the families' measures over a grid, so they sit above them all; no family imports a sweep.
+    "sweep": FOUNDATION | {"metrics", "attribution", "featviz", "dissect", "train", "viz"},
 }
 # Below every part: argument checks, and the progress bar of every long job.
 SHARED_PRIVATE = ("_checks", "_progress")
