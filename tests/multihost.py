@@ -15,6 +15,7 @@ starting and joining two processes and compiling in each costs tens of seconds o
 A new scenario is a function `(mesh, *args: str) -> dict[str, np.ndarray]` added to `SCENARIOS`.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -33,7 +34,7 @@ import numpy as np
 import optax
 from jax.experimental import multihost_utils
 
-from interp import dissect, nets, sharding
+from interp import dissect, nets, sharding, sweep
 from interp import featviz as fv
 from interp import train as trainlib
 from interp.data import SynthParts
@@ -80,7 +81,8 @@ def run_two_processes(calls: list[list[str]], timeout: float) -> list[list[Outpu
                                               stdout=subprocess.DEVNULL, stderr=log, process_group=group))
         failure = _wait_all(processes, timeout)
         if failure:
-            os.killpg(processes[0].pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # both may have ended already
+                os.killpg(processes[0].pid, signal.SIGKILL)
             for process in processes:
                 process.wait()
             stderr = [log.seek(0) or log.read().decode(errors="replace")[-4000:] for log in logs]
@@ -196,6 +198,29 @@ def rendering(mesh, channels: str) -> Outputs:
     return fetch({"images": r.images, "scores": r.scores})
 
 
+def sweep_grid() -> tuple[sweep.Sweep, sweep.InMemory]:
+    """A render sweep over two random-init SmallCNNs, in four groups of three units: two groups per process."""
+    models = {name: sweep.Subject(nets.create("small_cnn", num_classes=6, key=jax.random.key(seed)), SYNTH)
+              for seed, name in enumerate(("a", "b"))}
+    grid = sweep.Sweep(sweep.Render(steps=RENDER["steps"], image_size=RENDER["size"], units_per_call=3),
+                       models=("a", "b"), layers=(RENDER["layer"],), units=tuple(range(6)), seeds=(0,))
+    return grid, sweep.InMemory(models)
+
+
+def sweeping(mesh, workdir: str) -> Outputs:
+    """`interp.sweep.run` of `sweep_grid` into `workdir`, each process on its own devices: the table and images.
+
+    `mesh` is unused: a sweep's processes measure different groups, each on its local devices.
+    """
+    grid, models = sweep_grid()
+    rows = sweep.run(grid, workdir, models, progress=False)
+    store, groups = sweep.Store(pathlib.Path(workdir)), {g.id: g for g in sweep.plan(grid, models)}
+    images = [store.arrays(groups[r["group"]], [c["unit"] for c in groups[r["group"]].cells].index(r["unit"]))
+              for r in rows]
+    return {"table": np.asarray(json.dumps(rows)), "scores": np.asarray([r["score"] for r in rows]),
+            "images": np.stack([i["image"] for i in images])}
+
+
 def fail(mesh, process_id: str) -> Outputs:
     """Process `process_id` fails while the other waits for it at a barrier: what a launcher must end."""
     if jax.process_index() == int(process_id):
@@ -208,6 +233,7 @@ SCENARIOS: dict[str, Callable[..., Outputs]] = {
     "train": train,
     "dissect": dissection,
     "render_each": rendering,
+    "sweep": sweeping,
     "fail": fail,
 }
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from interp import sharding
+from interp import sharding, sweep
 from interp import train as trainlib
 from interp.files import CHECKSUMS
 from tests import multihost
@@ -35,11 +35,12 @@ def data(tmp_path_factory):
 def launches(data, tmp_path_factory):
     """Both launches' outputs, the run's workdir and its checkpoint steps after the first launch."""
     workdir = tmp_path_factory.mktemp("two_processes")
+    sweep_dir = tmp_path_factory.mktemp("two_process_sweep")
     first = multihost.run_two_processes(
-        [["train", data, str(workdir), str(STOP)], ["dissect", data], *RENDERS], TIMEOUT)
+        [["train", data, str(workdir), str(STOP)], ["dissect", data], *RENDERS, ["sweep", str(sweep_dir)]], TIMEOUT)
     stopped_at = trainlib.Checkpoints(workdir / "checkpoints", every=1).complete_steps()
     second = multihost.run_two_processes([["train", data, str(workdir), str(STEPS)]], TIMEOUT)
-    return {"first": first, "second": second, "workdir": workdir, "stopped_at": stopped_at}
+    return {"first": first, "second": second, "workdir": workdir, "stopped_at": stopped_at, "sweep": sweep_dir}
 
 
 def one_process(scenario, *args):
@@ -95,6 +96,20 @@ def test_render_each_on_two_processes_equals_one_process(launches, call):
     expected = one_process(*RENDERS[call])
     assert expected["images"].shape[0] == int(RENDERS[call][1])
     assert_outputs_close([p[2 + call] for p in launches["first"]], expected, atol=1e-5)
+
+
+def test_a_sweep_split_over_two_processes_gives_the_table_of_one(launches, tmp_path):
+    expected = one_process("sweep", str(tmp_path))
+    rows = json.loads(str(expected["table"]))
+    written = sweep.read_table(launches["sweep"])
+    split = {g.id: i % 2 for i, g in enumerate(sweep.plan(*multihost.sweep_grid()))}
+    assert sorted(set(split.values())) == [0, 1] and len({r["group"] for r in rows}) == 4  # both had groups
+    for output in (p[2 + len(RENDERS)] for p in launches["first"]):
+        assert json.loads(str(output["table"])) == written  # every process returns the one table written
+        without_scores = [{k: v for k, v in r.items() if k != "score"} for r in written]
+        assert without_scores == [{k: v for k, v in r.items() if k != "score"} for r in rows]
+        np.testing.assert_allclose(output["scores"], expected["scores"], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(output["images"], expected["images"], atol=1e-4)
 
 
 def test_a_failed_process_ends_both_and_both_stderrs_are_shown():

@@ -146,7 +146,14 @@ def _render_program(measure: Render, layer: str, mesh: Mesh) -> Callable:
     run = featviz.make_render_each(lambda unit: featviz.channel(layer, unit), param=featviz.image(measure.image_size),
                                    steps=measure.steps, optimizer=optax.adam(measure.learning_rate))
     split, whole = sharding.batch_sharding(mesh), sharding.replicated(mesh)
-    return jax.jit(run, in_shardings=(whole, split, whole, split), out_shardings=split)
+    return _placed(jax.jit(run, in_shardings=(whole, split, whole, split), out_shardings=split),
+                   (whole, split, whole, split))
+
+
+def _placed(program: Callable, shardings: tuple) -> Callable:
+    """`program` with its arguments put on their shardings first: host arrays may not be passed to a sharded
+    program once `jax.distributed` runs, even on this process's own devices."""
+    return lambda *args: program(*jax.device_put(args, shardings))
 
 
 def _pad_to_devices(values: np.ndarray, mesh: Mesh) -> np.ndarray:
@@ -317,7 +324,8 @@ def _attribution_program(measure: Attribution, method: str, layer: str, mesh: Me
     def maps(model, images, labels, keys):
         return jax.vmap(lambda x, t, k: _pixel_map(attribute(model, x, t, k), x.shape[1:3]))(images, labels, keys)
 
-    return jax.jit(maps, in_shardings=(whole, per_image, per_image, whole), out_shardings=per_image)
+    shardings = (whole, per_image, per_image, whole)
+    return _placed(jax.jit(maps, in_shardings=shardings, out_shardings=per_image), shardings)
 
 
 def _pixel_map(attribution: jax.Array, size: tuple[int, int]) -> jax.Array:
