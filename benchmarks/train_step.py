@@ -18,11 +18,14 @@ from interp import train as trainlib
 from interp.nets import zoo
 
 
-def time_steps(name: str, size: int, batch_size: int, repeats: int) -> np.ndarray:
-    """Seconds per training step of zoo model `name` at `size` px, after one compile step."""
+def time_steps(name: str, size: int, batch_size: int, repeats: int, devices: list | None = None) -> np.ndarray:
+    """Seconds per training step of zoo model `name` at `size` px, after one compile step.
+
+    The batch is split over `devices` (default: all), the state replicated on each.
+    """
     module = zoo.create_module(name, num_classes=10)
     tx = optax.adamw(1e-3)
-    mesh = sharding.data_mesh()
+    mesh = sharding.data_mesh(devices)
     state = sharding.replicate(
         trainlib.create_train_state(module, tx, jnp.zeros((1, size, size, 3)), seed=0), mesh
     )
