@@ -16,10 +16,11 @@ values averaged over the innermost axis: units, or seeds with their
 spread), results.json and sweep.png. A rerun, after a kill at any moment,
 skips the groups written.
 
-On several hosts, start the same command on every host with
-`--coordinator HOST:PORT --num-processes N --process-id I` (a shared
-workdir): each process measures its share of the groups on its own devices
-and process 0 writes the table.
+On several hosts, start the same command on every host with `--distributed`
+(SLURM, Cloud TPU: jax finds the rest) or `--coordinator HOST:PORT
+--num-processes N --process-id I`, with a shared workdir: each process
+measures its share of the groups on its own devices and process 0 writes
+the table.
 """
 
 import argparse
@@ -174,13 +175,15 @@ def _index(group: sweep.Group, row: dict[str, Any]) -> int:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--coordinator", help="HOST:PORT of process 0, to run on several hosts (jax.distributed)")
-    parser.add_argument("--num-processes", type=int, default=1)
-    parser.add_argument("--process-id", type=int, default=0)
+    parser.add_argument("--distributed", action="store_true",
+                        help="several hosts: call jax.distributed.initialize() (a cluster's settings found by jax)")
+    parser.add_argument("--coordinator", help="several hosts, by hand: HOST:PORT of process 0 (implies --distributed)")
+    parser.add_argument("--num-processes", type=int, help="with --coordinator: how many processes")
+    parser.add_argument("--process-id", type=int, help="with --coordinator: this process's index, 0 .. N - 1")
     common.config_arguments(parser, default=None)
     args = parser.parse_args(argv)
     config = common.config_from(args, sweep.Sweep)
-    if args.coordinator:
+    if args.distributed or args.coordinator:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     config = dataclasses.replace(config, models=pin(config.models))
     source = RunCheckpoints()

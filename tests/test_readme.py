@@ -6,7 +6,8 @@ import re
 README = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
 
 
-def test_readme_python_blocks_run_in_order():
+def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the blocks' relative workdirs (runs/...) land here
     blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
     assert len(blocks) >= 6  # the tour: one example per family
     ns: dict = {}
@@ -28,6 +29,11 @@ def test_readme_python_blocks_run_in_order():
     assert set(ns["dissection"]["relu4"].summary()["by_category"]["part"]) == {"detectors", "unique_concepts"}
     assert int(ns["state"].step) == 4
     assert ns["peaks"].positions.shape == (16, 128, 2)
+    rows = ns["rows"]
+    assert [(r["seed"], r["unit"]) for r in rows] == [(s, u) for s in (0, 1) for u in range(64)]
+    assert len({r["group"] for r in rows}) == 2 and all(r["score"] == r["score"] for r in rows)
+    source = ns["sweep"].InMemory({"init": ns["sweep"].Subject(ns["model"], ns["data"])})
+    assert ns["sweep"].run(ns["grid"], "runs/sweep", source, progress=False) == rows  # read back, not measured
 
 
 def test_readme_opens_with_the_two_commands():
