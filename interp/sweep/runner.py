@@ -10,7 +10,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from interp import _progress, sharding
-from interp.files import check_same_config, read_json, write_json
+from interp.files import CorruptFileError, check_same_config, read_json, write_json
 from interp.sweep.grid import AXES, Group, ModelSource, grid_cells, plan_groups
 from interp.sweep.measures import Measure
 from interp.sweep.store import Store
@@ -162,10 +162,16 @@ def _check_config(workdir: pathlib.Path, sweep: Sweep, force_new_config: bool) -
     path = workdir / "sweep.json"
     config = sweep.as_json()
     if path.exists():
-        stored = read_json(path)["config"]
-        check_same_config(stored, config, path, force_new_config)
-        if stored == config:
-            return
+        try:
+            stored = read_json(path)["config"]
+        except CorruptFileError:
+            if not force_new_config:
+                raise
+            stored = None
+        if stored is not None:
+            check_same_config(stored, config, path, force_new_config)
+            if stored == config:
+                return
     if jax.process_index() == 0:
         write_json(path, {"config": config})
 

@@ -167,3 +167,12 @@ def test_render_each_init_keys_make_a_start_independent_of_position():
     with pytest.raises(ValueError, match=r"init_keys: expected 2 keys \(one per objective\), got shape \(1,\)"):
         featviz.render_each(model, lambda u: featviz.channel("relu2", u), units, key=jax.random.key(0),
                             init_keys=keys[:1], **options)
+
+
+def test_a_corrupt_sweep_json_is_an_error_unless_the_config_is_replaced(tmp_path):
+    grid = sweep.Sweep(RENDER, models=("a",), layers=("relu2",), units=(0,), seeds=(0,))
+    rows = sweep.run(grid, tmp_path, MODELS, mesh=MESH, progress=False)
+    (tmp_path / "sweep.json").write_text((tmp_path / "sweep.json").read_text().replace('"steps": 6', '"steps": 5'))
+    with pytest.raises(CorruptFileError, match=r"sweep.json: its contents do not match the checksum"):
+        sweep.run(grid, tmp_path, MODELS, mesh=MESH, progress=False)
+    assert sweep.run(grid, tmp_path, MODELS, mesh=MESH, progress=False, force_new_config=True) == rows
