@@ -1,7 +1,7 @@
 """What a sweep measures in each cell, and how cells share one compiled call.
 
 A measure is a frozen dataclass of options (part of the sweep's config) with
-four class attributes and two methods:
+three class attributes, a property and two methods:
 
   * `name`: how configs and the results table name it;
   * `axes`: the grid axes it reads (`interp.sweep.grid.AXES`);
@@ -9,6 +9,8 @@ four class attributes and two methods:
     them are measured together (every unit of a layer in one `render_each`,
     every layer of a network in one dissection pass, every seed of a method
     in one vmapped call);
+  * `cells_per_call`: at most this many cells per call (None: a whole group),
+    which bounds memory; each call's results are written as one group;
   * `check(sweep, describe, mesh)`: raises before any work for names the
     networks lack (layers, units, methods);
   * `measure(subject, cells, mesh)`: one `CellResult` per cell, in order.
