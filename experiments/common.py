@@ -136,6 +136,31 @@ def config_from(args: argparse.Namespace, kind: type) -> Any:
     return load_config(args.config, kind, args.set)
 
 
+def distributed_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds `--distributed` and `--coordinator HOST:PORT --num-processes N --process-id I` (several hosts)."""
+    parser.add_argument("--distributed", action="store_true",
+                        help="several hosts: call jax.distributed.initialize() (a cluster's settings found by jax)")
+    parser.add_argument("--coordinator", help="several hosts, by hand: HOST:PORT of process 0 (implies --distributed)")
+    parser.add_argument("--num-processes", type=int, help="with --coordinator: how many processes")
+    parser.add_argument("--process-id", type=int, help="with --coordinator: this process's index, 0 .. N - 1")
+    return parser
+
+
+def initialize_distributed(args: argparse.Namespace) -> None:
+    """`jax.distributed.initialize` as `distributed_arguments` asked (nothing without them).
+
+    jax finds the process count and index itself only on a cluster it knows (SLURM, Cloud TPU, Open MPI,
+    Kubernetes); elsewhere they must be given, with the coordinator.
+
+    Raises:
+      ValueError: `--coordinator` without `--num-processes` and `--process-id`.
+    """
+    if args.coordinator and (args.num_processes is None or args.process_id is None):
+        raise ValueError("--coordinator: also give --num-processes and --process-id (this process's index)")
+    if args.distributed or args.coordinator:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 # --- data ------------------------------------------------------------------------------------------------------
 
 HELD_OUT_SEED_OFFSET = 1  # the held-out stream: another seed, another stream of the same distribution

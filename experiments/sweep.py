@@ -149,7 +149,8 @@ def markdown(entries: Sequence[dict[str, Any]], measure: sweep.Measure) -> str:
 
 def figure(rows: Sequence[dict[str, Any]], entries: Sequence[dict[str, Any]], sweep_config: sweep.Sweep,
            workdir: pathlib.Path):
-    """The figure of a sweep: renders in a grid, detectors per layer, or each method's score over seeds."""
+    """The figure of a built-in measure's sweep: renders in a grid, detectors per layer, or each method's score
+    over seeds; None for a measure of your own."""
     measure = sweep_config.measure
     if isinstance(measure, sweep.Render):
         groups = {g.id: g for g in sweep.plan(sweep_config, RunCheckpoints())}
@@ -162,6 +163,8 @@ def figure(rows: Sequence[dict[str, Any]], entries: Sequence[dict[str, Any]], sw
     if isinstance(measure, sweep.Dissect):
         return viz.metric_bars({(e["model"], e["layer"]): e["detector"] * e["cells"] for e in entries},
                                ylabel="detectors (units with IoU above the threshold)")
+    if not isinstance(measure, sweep.Attribution):
+        return None  # a measure of your own: its table and summary, no figure
     metric = "mass_in_object"
     return viz.metric_bars({(e["model"], e["method"]): e[metric] for e in entries},
                            errors={(e["model"], e["method"]): e[f"{metric}_std"] for e in entries},
@@ -175,16 +178,11 @@ def _index(group: sweep.Group, row: dict[str, Any]) -> int:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--distributed", action="store_true",
-                        help="several hosts: call jax.distributed.initialize() (a cluster's settings found by jax)")
-    parser.add_argument("--coordinator", help="several hosts, by hand: HOST:PORT of process 0 (implies --distributed)")
-    parser.add_argument("--num-processes", type=int, help="with --coordinator: how many processes")
-    parser.add_argument("--process-id", type=int, help="with --coordinator: this process's index, 0 .. N - 1")
+    common.distributed_arguments(parser)
     common.config_arguments(parser, default=None)
     args = parser.parse_args(argv)
     config = common.config_from(args, sweep.Sweep)
-    if args.distributed or args.coordinator:
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    common.initialize_distributed(args)
     config = dataclasses.replace(config, models=pin(config.models))
     source = RunCheckpoints()
     workdir = pathlib.Path(args.workdir)
@@ -196,7 +194,9 @@ def main(argv: list[str] | None = None) -> dict:
     results = common.Results(workdir, config.as_json(), force_new_config=args.force_new_config)
     results.put("summary", entries)
     (workdir / "summary.md").write_text(markdown(entries, config.measure))
-    figure(rows, entries, config, workdir).savefig(workdir / "sweep.png", dpi=120)
+    drawn = figure(rows, entries, config, workdir)
+    if drawn is not None:
+        drawn.savefig(workdir / "sweep.png", dpi=120)
     print(markdown(entries, config.measure))
     return results.values
 

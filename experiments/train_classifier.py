@@ -20,8 +20,6 @@ import json
 import pathlib
 from typing import Any
 
-import jax
-
 from experiments import common
 from experiments.configs import TrainConfig
 from interp import nets
@@ -81,14 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.config_arguments(parser, default=None)
     parser.add_argument("--workdir", required=True, help="run folder (resumed if it has checkpoints)")
-    parser.add_argument(
-        "--distributed",
-        action="store_true",
-        help="multi-host: call jax.distributed.initialize() (coordinator read from the environment)",
-    )
+    common.distributed_arguments(parser)
     args = parser.parse_args(argv)
-    if args.distributed:
-        jax.distributed.initialize()
+    common.initialize_distributed(args)
     config = common.config_from(args, TrainConfig)
     print(json.dumps(run(config, args.workdir, progress=args.progress, force_new_config=args.force_new_config)))
 

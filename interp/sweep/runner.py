@@ -92,7 +92,8 @@ def plan(sweep: Sweep, models: ModelSource, mesh: Mesh | None = None) -> list[Gr
         return range(describe(model).layers[layer][-1])
 
     cells = grid_cells(sweep.axes(), units_of)
-    return plan_groups(cells, sweep.measure.shared, sweep.measure.cells_per_call, sweep.as_json())
+    fingerprint = {"measure": sweep.measure.name, "options": dataclasses.asdict(sweep.measure)}
+    return plan_groups(cells, sweep.measure.shared, sweep.measure.cells_per_call, fingerprint)
 
 
 def run(sweep: Sweep, workdir: str | pathlib.Path, models: ModelSource, *, mesh: Mesh | None = None,

@@ -41,7 +41,8 @@ _TEMPORARY = ".partial."
 class Store:
     """The groups folder of a sweep's workdir."""
 
-    def __init__(self, workdir: pathlib.Path):
+    def __init__(self, workdir: str | pathlib.Path):
+        workdir = pathlib.Path(workdir)
         self.workdir = workdir
         self.root = workdir / "groups"
 

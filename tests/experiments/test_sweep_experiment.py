@@ -59,3 +59,8 @@ def test_a_rerun_with_another_grid_is_refused(run, tmp_path):
         experiment.main(base + ["--set", "units=0,2"])
     with pytest.raises(ValueError, match=r"--set units: expected comma-separated ints, got 'a'"):
         experiment.main(base + ["--set", "units=a"])
+
+
+def test_coordinator_without_the_process_count_and_index_is_refused():
+    with pytest.raises(ValueError, match=r"--coordinator: also give --num-processes and --process-id"):
+        experiment.main(["--config", "sweep_units", "--workdir", "unused", "--coordinator", "127.0.0.1:1"])

@@ -176,3 +176,17 @@ def test_a_corrupt_sweep_json_is_an_error_unless_the_config_is_replaced(tmp_path
     with pytest.raises(CorruptFileError, match=r"sweep.json: its contents do not match the checksum"):
         sweep.run(grid, tmp_path, MODELS, mesh=MESH, progress=False)
     assert sweep.run(grid, tmp_path, MODELS, mesh=MESH, progress=False, force_new_config=True) == rows
+
+
+def test_a_grown_grid_keeps_the_groups_it_shares_with_the_replaced_one(tmp_path, monkeypatch):
+    one_per_call = sweep.Render(steps=6, image_size=IMAGE, units_per_call=1)
+    first = sweep.run(sweep.Sweep(one_per_call, models=("a",), layers=("relu2",), units=(0, 1), seeds=(0,)),
+                      tmp_path, MODELS, mesh=MESH, progress=False)
+    measured = []
+    original = sweep.Render.measure
+    monkeypatch.setattr(sweep.Render, "measure", lambda self, s, cells, mesh: measured.append(cells) or
+                        original(self, s, cells, mesh))
+    grown = sweep.run(sweep.Sweep(one_per_call, models=("a",), layers=("relu2",), units=(0, 1, 2), seeds=(0,)),
+                      tmp_path, MODELS, mesh=MESH, progress=False, force_new_config=True)
+    assert [[c["unit"] for c in cells] for cells in measured] == [[2]]
+    assert grown[:2] == first
