@@ -1,10 +1,12 @@
-"""One GPU benchmark: training steps, integrated gradients' FLOP/s, `render_each` and dissection.
+"""One GPU benchmark: training steps, integrated gradients' FLOP/s, `render_each`, dissection and a sweep.
 
-Run: `python -m benchmarks.gpu [--size large|small] [--out results.json]`
-(`--size large` by default on an accelerator, `small` on a CPU). Prints one
-line per measurement as it finishes (stderr), then a markdown table (stdout);
+Run: `python -m benchmarks.gpu [--size large|small|tiny] [--only train ig ...] [--out results.json]`
+(`--size large` by default on an accelerator, `small` on a CPU; every
+measurement unless `--only` names some of `MEASUREMENTS`). Prints one line
+per measurement as it finishes (stderr), then a markdown table (stdout);
 `--out` also writes every timing as JSON. Large sizes are meant to finish in
-under 8 minutes on one GPU, small ones in well under a minute on 2 CPU cores.
+under 8 minutes on one GPU, small ones in well under a minute on 2 CPU cores;
+`tiny` (SmallCNN only, 32 px) is the test's, ~40 s of CPU, nearly all compiling.
 
 Measurements, each the median of `repeats` timed calls after a compiling one,
 random weights (seed 0) and random or SynthParts inputs:
@@ -25,6 +27,11 @@ random weights (seed 0) and random or SynthParts inputs:
     since `render_each` jits anew per call); objectives/s at the stated steps.
   * `interp.dissect.dissect` on SynthParts concepts (generated on the device,
     both passes: thresholds and tally); images/s, compiled steps reused.
+  * an `interp.sweep` `Render` sweep over every unit of a layer x seeds, on an
+    `InMemory` source, into a fresh temporary workdir per run (so each run
+    measures every cell, and writes each cell's arrays and PNG); cells/s of a
+    warm run, one after a first run compiled the programs (the sweep reuses
+    them across runs).
 
 Everything runs on one device, the first (`jax.devices()[0]`).
 """
@@ -36,6 +43,7 @@ import dataclasses
 import json
 import math
 import sys
+import tempfile
 import time
 
 import jax
@@ -44,7 +52,7 @@ import numpy as np
 
 from benchmarks._timing import time_alternating
 from benchmarks.train_step import time_steps
-from interp import attribution, dissect, nets
+from interp import attribution, dissect, nets, sharding, sweep
 from interp import featviz as fv
 from interp.data import SynthParts
 
@@ -108,6 +116,21 @@ class Dissection:
 
 
 @dataclasses.dataclass(frozen=True)
+class RenderSweep:
+    """A `sweep.Render` sweep of every unit of `layer` of zoo `model` x seeds 0..`seeds`-1.
+
+    `image` px images, `steps` steps, at most `units_per_call` units per call.
+    """
+
+    model: str
+    layer: str
+    image: int
+    steps: int
+    seeds: int
+    units_per_call: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Sizes:
     """Every measurement's shapes, and how many timed calls each gets."""
 
@@ -115,8 +138,13 @@ class Sizes:
     ig: IG
     render: Render
     dissection: Dissection
+    sweep: RenderSweep
     repeats: int  # timed calls of a step or an attribution
-    job_repeats: int  # timed renders and dissections (seconds each on a GPU)
+    job_repeats: int  # timed renders, dissections and sweeps (seconds each on a GPU)
+
+
+# The measurements `run` can be limited to (`--only`), in the order they run.
+MEASUREMENTS = ("train", "ig", "render", "dissection", "sweep")
 
 
 SIZES = {
@@ -125,6 +153,7 @@ SIZES = {
         ig=IG("resnet18", 224, 32, 32),
         render=Render("vgg16", "relu4_3", 128, 64),
         dissection=Dissection("resnet18", 224, 1024, ("layer3", "layer4"), 64),
+        sweep=RenderSweep("vgg16", "relu4_3", 128, 64, seeds=2, units_per_call=128),
         repeats=10,
         job_repeats=3,
     ),
@@ -133,6 +162,16 @@ SIZES = {
         ig=IG("small_cnn", 64, 8, 8),
         render=Render("small_cnn", "relu3", 32, 4),
         dissection=Dissection("small_cnn", 64, 32, ("relu3",), 16),
+        sweep=RenderSweep("small_cnn", "relu3", 32, 4, seeds=2, units_per_call=16),
+        repeats=2,
+        job_repeats=2,
+    ),
+    "tiny": Sizes(  # the test's: every code path, compile-bound, no ResNet or VGG
+        train=(Train("small_cnn", 32, 4),),
+        ig=IG("small_cnn", 32, 4, 4),
+        render=Render("small_cnn", "relu1", 32, 2),
+        dissection=Dissection("small_cnn", 32, 16, ("relu2",), 8),
+        sweep=RenderSweep("small_cnn", "relu1", 32, 2, seeds=2, units_per_call=8),
         repeats=2,
         job_repeats=2,
     ),
@@ -277,15 +316,53 @@ def dissection_row(spec: Dissection, repeats: int) -> Row:
                {"layers": list(spec.layers), "first_call_s": first_s})
 
 
-def run(sizes: Sizes, device: jax.Device | None = None, log=None) -> list[Row]:
-    """Every measurement at `sizes`, each printed to `log` (default stderr) as it finishes."""
+def sweep_row(spec: RenderSweep, repeats: int, device: jax.Device) -> Row:
+    model = nets.create(spec.model, 10, key=jax.random.key(0), input_size=spec.image)
+    models = sweep.InMemory({spec.model: sweep.Subject(model, SynthParts(seed=0, image_size=spec.image))})
+    grid = sweep.Sweep(sweep.Render(steps=spec.steps, image_size=spec.image, units_per_call=spec.units_per_call),
+                       models=(spec.model,), layers=(spec.layer,), seeds=tuple(range(spec.seeds)))
+    mesh = sharding.data_mesh([device])
+    groups = sweep.plan(grid, models, mesh)
+    tables = []
+
+    def run():  # into a fresh workdir, so that no cell is skipped as already written
+        with tempfile.TemporaryDirectory(prefix="benchmarks-gpu-sweep-") as workdir:
+            tables.append(sweep.run(grid, workdir, models, mesh=mesh, progress=False))
+
+    start = time.perf_counter()
+    run()
+    first_s = time.perf_counter() - start
+    seconds = time_alternating([run], repeats)[0].tolist()
+    cells = sum(len(group.cells) for group in groups)
+    return Row("sweep, render every unit", spec.model, spec.image, spec.units_per_call, seconds, cells, "cells",
+               f"{spec.layer} x {spec.seeds} seeds: {cells} cells in {len(groups)} groups of <= "
+               f"{spec.units_per_call} per call, {spec.steps} steps; warm (each timed run into a fresh workdir "
+               f"after a first one, {first_s:.3g} s, compiled the programs); arrays and a PNG written per cell",
+               {"layer": spec.layer, "steps": spec.steps, "seeds": spec.seeds, "groups": len(groups),
+                "cells_per_call": spec.units_per_call, "table_rows": [len(table) for table in tables],
+                "first_run_s": first_s})
+
+
+def run(sizes: Sizes, device: jax.Device | None = None, log=None, only: tuple[str, ...] = MEASUREMENTS) -> list[Row]:
+    """The measurements named in `only` (all by default) at `sizes`, in `MEASUREMENTS` order.
+
+    Each is printed to `log` (default stderr) as it finishes.
+
+    Raises:
+      ValueError: `only` names no measurement, or one not in `MEASUREMENTS`.
+    """
+    unknown = [name for name in only if name not in MEASUREMENTS]
+    if unknown or not only:
+        raise ValueError(f"only: expected some of {', '.join(MEASUREMENTS)}, got {list(only)!r}")
     device = jax.devices()[0] if device is None else device
     log = sys.stderr if log is None else log
-    jobs = [lambda spec=spec: train_row(spec, sizes.repeats, device) for spec in sizes.train]
-    jobs += [lambda: ig_row(sizes.ig, sizes.repeats, device), lambda: render_row(sizes.render, sizes.job_repeats),
-             lambda: dissection_row(sizes.dissection, sizes.job_repeats)]
+    jobs = {"train": [lambda spec=spec: train_row(spec, sizes.repeats, device) for spec in sizes.train],
+            "ig": [lambda: ig_row(sizes.ig, sizes.repeats, device)],
+            "render": [lambda: render_row(sizes.render, sizes.job_repeats)],
+            "dissection": [lambda: dissection_row(sizes.dissection, sizes.job_repeats)],
+            "sweep": [lambda: sweep_row(sizes.sweep, sizes.job_repeats, device)]}
     rows = []
-    for job in jobs:
+    for job in (job for name in MEASUREMENTS if name in only for job in jobs[name]):
         row = job()
         print(f"{row.measurement} {row.model} {row.input}px batch {row.batch}: {1e3 * row.median_s:.1f} ms, "
               f"{row.rate:,.1f} {row.unit}/s {row.note}".rstrip(), file=log, flush=True)
@@ -309,24 +386,33 @@ def _digits(value: float, significant: int = 4) -> str:
     return f"{value:,.{decimals}f}"
 
 
+def default_size(device: jax.Device) -> str:
+    """The size `main` runs at without `--size`: small on a CPU, large on an accelerator."""
+    return "small" if device.platform == "cpu" else "large"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=tuple(SIZES), default=None,
-                        help="default: large on an accelerator, small on a CPU")
+                        help="default: large on an accelerator, small on a CPU (tiny: the test's)")
+    parser.add_argument("--only", nargs="+", choices=MEASUREMENTS, default=MEASUREMENTS,
+                        help="run only these measurements (default: all)")
     parser.add_argument("--out", default=None, help="also write the measurements to this JSON file")
     args = parser.parse_args(argv)
     device = jax.devices()[0]
-    size = args.size or ("small" if device.platform == "cpu" else "large")
+    size = args.size or default_size(device)
+    only = tuple(args.only)
     header = (f"jax {jax.__version__}, {jax.device_count()} x {device.device_kind} ({device.platform}), "
-              f"--size {size}")
+              f"--size {size}" + ("" if only == MEASUREMENTS else f" --only {' '.join(only)}"))
     print(header, file=sys.stderr, flush=True)
     start = time.perf_counter()
-    rows = run(SIZES[size], device)
+    rows = run(SIZES[size], device, only=only)
     total_s = time.perf_counter() - start
     print(f"{header}; {total_s:.0f} s in all\n\n{table(rows)}", flush=True)
     if args.out:
         report = {"jax": jax.__version__, "device_kind": device.device_kind, "platform": device.platform,
-                  "device_count": jax.device_count(), "size": size, "sizes": dataclasses.asdict(SIZES[size]),
+                  "device_count": jax.device_count(), "size": size, "only": list(only),
+                  "sizes": dataclasses.asdict(SIZES[size]),
                   "total_s": total_s, "rows": [r.as_json() for r in rows]}
         with open(args.out, "w") as f:
             json.dump(report, f, indent=1)

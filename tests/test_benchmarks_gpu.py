@@ -1,4 +1,4 @@
-"""`python -m benchmarks.gpu` at its small size, in-process: every row, sane times, FLOPs XLA agrees with."""
+"""`python -m benchmarks.gpu` at its tiny size, in-process: every row, sane times, FLOPs XLA agrees with."""
 
 import contextlib
 import io
@@ -13,17 +13,25 @@ import pytest
 from benchmarks import gpu
 from interp import attribution, nets
 
-pytestmark = pytest.mark.slow  # ~100 s of CPU, a third of it VGG-16's 138M parameters drawn and trained
+pytestmark = pytest.mark.slow  # ~40 s of CPU, nearly all of it compiling SmallCNN's programs
+
+EXPECTED = [("training step", "small_cnn"), ("integrated gradients", "small_cnn"),
+            ("render_each, every channel", "small_cnn"), ("dissection", "small_cnn"),
+            ("sweep, render every unit", "small_cnn")]
+
+
+def _main(out, *argv):
+    """(report from --out, stdout, stderr) of `main(argv)`."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        gpu.main([*argv, "--out", str(out)])
+    return json.loads(out.read_text()), stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
-    """(report from --out, stdout, stderr) of `main` with no --size on the CPU."""
-    out = tmp_path_factory.mktemp("gpu") / "results.json"
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        gpu.main(["--out", str(out)])
-    return json.loads(out.read_text()), stdout.getvalue(), stderr.getvalue()
+    """(report from --out, stdout, stderr) of `main --size tiny`: every measurement."""
+    return _main(tmp_path_factory.mktemp("gpu") / "results.json", "--size", "tiny")
 
 
 def _table_rows(stdout: str) -> list[list[str]]:
@@ -31,12 +39,8 @@ def _table_rows(stdout: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
 
 
-def test_every_measurement_is_a_row_of_the_table_the_json_and_the_log(ran):
+def _check_rows(ran, expected):
     report, stdout, stderr = ran
-    assert report["size"] == "small"  # chosen on a CPU
-    expected = [("training step", "small_cnn"), ("training step", "resnet18"), ("training step", "vgg16"),
-                ("integrated gradients", "small_cnn"), ("render_each, every channel", "small_cnn"),
-                ("dissection", "small_cnn")]
     assert [(r["measurement"], r["model"]) for r in report["rows"]] == expected
     assert [(cells[0], cells[1]) for cells in _table_rows(stdout)] == expected
     progress = [line for line in stderr.splitlines() if " batch " in line]  # one line per measurement
@@ -44,11 +48,32 @@ def test_every_measurement_is_a_row_of_the_table_the_json_and_the_log(ran):
     assert all(line.startswith(f"{m} {model} ") for line, (m, model) in zip(progress, expected)), progress
 
 
+def test_every_measurement_is_a_row_of_the_table_the_json_and_the_log(ran):
+    assert ran[0]["size"] == "tiny" and ran[0]["only"] == list(gpu.MEASUREMENTS)
+    _check_rows(ran, EXPECTED)
+
+
+def test_only_the_measurements_asked_for_run_in_their_usual_order(ran, tmp_path):
+    # Two whose compiled programs `ran` left cached (dissect's steps, the sweep's render), so this is quick.
+    only = _main(tmp_path / "results.json", "--size", "tiny", "--only", "sweep", "dissection")
+    assert only[0]["only"] == ["sweep", "dissection"]
+    _check_rows(only, EXPECTED[3:])
+    with pytest.raises(ValueError, match=r"only: expected some of train, ig, render, dissection, sweep, "
+                                         r"got \['lime'\]"):
+        gpu.run(gpu.SIZES["tiny"], only=("lime",))
+
+
+def test_the_default_size_is_small_on_a_cpu_and_large_on_an_accelerator():
+    assert gpu.default_size(jax.devices("cpu")[0]) == "small"
+    assert gpu.default_size(types.SimpleNamespace(platform="gpu")) == "large"
+    assert gpu.default_size(types.SimpleNamespace(platform="tpu")) == "large"
+
+
 def test_times_are_positive_finite_and_counted(ran):
     report, _, _ = ran
     sizes = report["sizes"]
     for row in report["rows"]:
-        whole_job = row["measurement"] in ("render_each, every channel", "dissection")
+        whole_job = row["measurement"] in ("render_each, every channel", "dissection", "sweep, render every unit")
         assert len(row["seconds"]) == sizes["job_repeats" if whole_job else "repeats"], row["measurement"]
         assert all(math.isfinite(s) and s > 0 for s in row["seconds"]), row
     assert 0 < report["total_s"] < 600
@@ -58,7 +83,8 @@ def test_rates_agree_with_times_and_batches_in_the_json_and_the_table(ran):
     report, stdout, _ = ran
     for row, cells in zip(report["rows"], _table_rows(stdout)):
         assert row["rate"] * row["median_s"] == pytest.approx(row["work"], rel=1e-9)
-        per_call = {"dissection": report["sizes"]["dissection"]["images"]}.get(row["measurement"], row["batch"])
+        per_call = {"dissection": report["sizes"]["dissection"]["images"],
+                    "sweep, render every unit": row["work"]}.get(row["measurement"], row["batch"])
         assert row["work"] == per_call
         ms, rate = float(cells[4].replace(",", "")), float(cells[5].split()[0].replace(",", ""))
         assert int(cells[3]) == row["batch"]
@@ -73,6 +99,20 @@ def test_render_row_covers_every_channel_of_the_layer(ran):
     model = nets.create(spec["model"], 10, key=jax.random.key(0), input_size=spec["image"])
     shapes = model.layer_shapes(jnp.zeros((1, spec["image"], spec["image"], 3)))
     assert row["batch"] == row["work"] == shapes[spec["layer"]].shape[-1]
+
+
+def test_sweep_row_counts_every_unit_of_the_layer_times_the_seeds(ran):
+    report, _, _ = ran
+    spec = gpu.RenderSweep(**report["sizes"]["sweep"])
+    row = next(r for r in report["rows"] if r["measurement"].startswith("sweep"))
+    model = nets.create(spec.model, 10, key=jax.random.key(0), input_size=spec.image)
+    units = model.layer_shapes(jnp.zeros((1, spec.image, spec.image, 3)))[spec.layer].shape[-1]
+    assert row["work"] == units * spec.seeds
+    assert row["extra"]["groups"] == spec.seeds * math.ceil(units / spec.units_per_call)
+    assert row["batch"] == row["extra"]["cells_per_call"] == spec.units_per_call
+    # The first run and every timed one wrote a table of one row per cell into its own workdir.
+    assert row["extra"]["table_rows"] == [units * spec.seeds] * (1 + report["sizes"]["job_repeats"])
+    assert "warm" in row["note"] and f"{row['extra']['groups']} groups" in row["note"]
 
 
 def test_ig_flops_equal_steps_times_one_forward_and_backward(ran):
