@@ -5,7 +5,7 @@ Run: `python -m benchmarks.gpu [--size large|small|tiny] [--only train ig ...] [
 measurement unless `--only` names some of `MEASUREMENTS`). Prints one line
 per measurement as it finishes (stderr), then a markdown table (stdout);
 `--out` also writes every timing as JSON. Large sizes are meant to finish in
-under 8 minutes on one GPU, small ones in well under a minute on 2 CPU cores;
+under 8 minutes on one GPU (not yet measured), small ones in about 2 minutes on 2 CPU cores (114 s);
 `tiny` (SmallCNN only, 32 px) is the test's, ~40 s of CPU, nearly all compiling.
 
 Measurements, each the median of `repeats` timed calls after a compiling one,
