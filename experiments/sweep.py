@@ -162,13 +162,13 @@ def figure(rows: Sequence[dict[str, Any]], entries: Sequence[dict[str, Any]], sw
                                 "title: layer:unit and seed.")
     if isinstance(measure, sweep.Dissect):
         return viz.metric_bars({(e["model"], e["layer"]): e["detector"] * e["cells"] for e in entries},
-                               ylabel="detectors (units with IoU above the threshold)")
+                               ylabel="detectors (IoU > threshold)")
     if not isinstance(measure, sweep.Attribution):
         return None  # a measure of your own: its table and summary, no figure
     metric = "mass_in_object"
     return viz.metric_bars({(e["model"], e["method"]): e[metric] for e in entries},
                            errors={(e["model"], e["method"]): e[f"{metric}_std"] for e in entries},
-                           ylabel=f"{metric} (mean ± std over seeds)")
+                           ylabel=f"{metric}, ± std over seeds")
 
 
 def _index(group: sweep.Group, row: dict[str, Any]) -> int:
