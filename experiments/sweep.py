@@ -38,10 +38,15 @@ from experiments import common
 from experiments.configs import TrainConfig
 from interp import nets, sweep, viz
 from interp import train as trainlib
+from interp.files import CHECKSUMS, file_sha256
 
 
 class RunCheckpoints:
-    """Training runs' checkpoints as a sweep's models: `RUN@STEP` (see `pin`)."""
+    """Training runs' checkpoints as a sweep's models: `RUN@STEP` (see `pin`).
+
+    A checkpoint's identity is the checksum of its manifest, so a run retrained into the same folder is
+    measured again rather than read back from the groups of its former weights.
+    """
 
     def describe(self, name: str) -> sweep.Description:
         run, step = _split(name)
@@ -50,7 +55,9 @@ class RunCheckpoints:
             raise ValueError(f"models: {name!r}: {run} has no complete checkpoint at step {step}; "
                              f"its steps: {', '.join(map(str, steps))}")
         config = _run_config(run)
-        return _architecture(config.model, config.num_classes, config.image_size)
+        manifest = pathlib.Path(run) / "checkpoints" / str(step) / CHECKSUMS  # a checksum of every weight file
+        return dataclasses.replace(_architecture(config.model, config.num_classes, config.image_size),
+                                   identity=file_sha256(manifest))
 
     def load(self, name: str) -> sweep.Subject:
         run, step = _split(name)

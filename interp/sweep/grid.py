@@ -31,10 +31,13 @@ class Description:
     Attributes:
       layers: every named layer's per-example output shape, in execution order.
       image_size: the side of the square images it reads.
+      identity: what its weights are, when the source knows (a checkpoint's checksum): part of each group's
+        id, so a network retrained under the same name is measured again, not read back.
     """
 
     layers: Mapping[str, tuple[int, ...]]
     image_size: int
+    identity: str | None = None
 
 
 class ModelSource(Protocol):
@@ -83,11 +86,12 @@ class Group:
 
 
 def plan_groups(cells: Sequence[Mapping[str, Any]], shared: Sequence[str], cells_per_call: int | None,
-                fingerprint: Any) -> list[Group]:
+                fingerprint: Any, identity_of: Callable[[str], str | None]) -> list[Group]:
     """`cells` grouped by their values of the `shared` axes (first appearance first), each group cut into calls.
 
-    A group's id hashes its cells and `fingerprint` (the measure and its
-    options), so a changed option or grid never reuses another's results.
+    A group's id hashes its cells, `fingerprint` (the measure and its
+    options) and its network's `identity_of(model)`, so a changed option or
+    network never reuses another's results.
     """
     by_key: dict[tuple, list[Mapping[str, Any]]] = {}
     for cell in cells:
@@ -97,7 +101,8 @@ def plan_groups(cells: Sequence[Mapping[str, Any]], shared: Sequence[str], cells
         size = cells_per_call or len(members)
         for start in range(0, len(members), size):
             chunk = tuple(members[start:start + size])
-            digest = hashlib.sha256(json.dumps([fingerprint, chunk], sort_keys=True).encode()).hexdigest()
+            identity = identity_of(chunk[0]["model"])
+            digest = hashlib.sha256(json.dumps([fingerprint, identity, chunk], sort_keys=True).encode()).hexdigest()
             groups.append(Group(digest[:20], chunk[0]["model"], chunk))
     return groups
 

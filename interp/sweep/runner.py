@@ -93,7 +93,8 @@ def plan(sweep: Sweep, models: ModelSource, mesh: Mesh | None = None) -> list[Gr
 
     cells = grid_cells(sweep.axes(), units_of)
     fingerprint = {"measure": sweep.measure.name, "options": dataclasses.asdict(sweep.measure)}
-    return plan_groups(cells, sweep.measure.shared, sweep.measure.cells_per_call, fingerprint)
+    return plan_groups(cells, sweep.measure.shared, sweep.measure.cells_per_call, fingerprint,
+                       lambda model: describe(model).identity)
 
 
 def run(sweep: Sweep, workdir: str | pathlib.Path, models: ModelSource, *, mesh: Mesh | None = None,

@@ -8,7 +8,7 @@ from experiments import common, train_classifier
 from experiments import sweep as experiment
 from experiments.configs import TrainConfig
 from interp import sweep
-from interp.files import ConfigMismatchError
+from interp.files import CHECKSUMS, ConfigMismatchError, file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,8 @@ def test_every_checkpoint_dissected_and_the_outputs_agree(run, tmp_path):
 def test_a_run_named_without_a_step_is_pinned_to_its_latest_checkpoint(run):
     assert experiment.pin([str(run), f"{run}@5", f"{run}@all"]) == (
         f"{run}@10", f"{run}@5", f"{run}@1", f"{run}@5", f"{run}@10")
+    identities = {step: experiment.RunCheckpoints().describe(f"{run}@{step}").identity for step in (1, 5, 10)}
+    assert identities[5] == file_sha256(run / "checkpoints" / "5" / CHECKSUMS) and len(set(identities.values())) == 3
     with pytest.raises(ValueError, match=r"models: '.*@7': .* has no complete checkpoint at step 7; its steps: 1, 5"):
         experiment.RunCheckpoints().describe(f"{run}@7")
     with pytest.raises(ValueError, match=r"models: '.*nowhere' is not a training run"):

@@ -1,5 +1,6 @@
 """Sweeps: the grouping is invisible in the table, a rerun skips what is written, bad configs fail before work."""
 
+import dataclasses
 import json
 
 import jax
@@ -190,3 +191,22 @@ def test_a_grown_grid_keeps_the_groups_it_shares_with_the_replaced_one(tmp_path,
                       tmp_path, MODELS, mesh=MESH, progress=False, force_new_config=True)
     assert [[c["unit"] for c in cells] for cells in measured] == [[2]]
     assert grown[:2] == first
+
+
+class Versioned(sweep.InMemory):
+    """`MODELS` with an identity per network that the test can change (a retrained checkpoint)."""
+
+    version = "1"
+
+    def describe(self, name):
+        return dataclasses.replace(super().describe(name), identity=self.version)
+
+
+def test_a_network_whose_identity_changed_is_measured_again(tmp_path):
+    source = Versioned(MODELS.subjects)
+    grid = sweep.Sweep(RENDER, models=("a",), layers=("relu2",), units=(0,), seeds=(0,))
+    first = sweep.run(grid, tmp_path, source, mesh=MESH, progress=False)
+    source.version = "2"
+    again = sweep.run(grid, tmp_path, source, mesh=MESH, progress=False)
+    assert first[0]["group"] != again[0]["group"] and first[0]["score"] == again[0]["score"]
+    assert [p.name for p in (tmp_path / "groups").iterdir()] == [again[0]["group"]]  # the stale group is gone
