@@ -160,10 +160,9 @@ def figure(rows: Sequence[dict[str, Any]], entries: Sequence[dict[str, Any]], sw
     over seeds; None for a measure of your own."""
     measure = sweep_config.measure
     if isinstance(measure, sweep.Render):
-        groups = {g.id: g for g in sweep.plan(sweep_config, RunCheckpoints())}
         store = sweep.Store(workdir)
         shown = rows[:64]
-        images = np.stack([store.arrays(groups[r["group"]], _index(groups[r["group"]], r))["image"] for r in shown])
+        images = np.stack([store.arrays(row)["image"] for row in shown])
         titles = [f"{r['layer']}:{r['unit']} s{r['seed']}" for r in shown]
         return viz.channel_grid(images, titles=titles, columns=8, note="Rendered units (first 64 cells); "
                                 "title: layer:unit and seed.")
@@ -176,10 +175,6 @@ def figure(rows: Sequence[dict[str, Any]], entries: Sequence[dict[str, Any]], sw
     return viz.metric_bars({(e["model"], e["method"]): e[metric] for e in entries},
                            errors={(e["model"], e["method"]): e[f"{metric}_std"] for e in entries},
                            ylabel=f"{metric}, ± std over seeds")
-
-
-def _index(group: sweep.Group, row: dict[str, Any]) -> int:
-    return next(i for i, cell in enumerate(group.cells) if all(row[k] == v for k, v in cell.items()))
 
 
 def main(argv: list[str] | None = None) -> dict:

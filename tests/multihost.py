@@ -214,11 +214,9 @@ def sweeping(mesh, workdir: str) -> Outputs:
     """
     grid, models = sweep_grid()
     rows = sweep.run(grid, workdir, models, progress=False)
-    store, groups = sweep.Store(pathlib.Path(workdir)), {g.id: g for g in sweep.plan(grid, models)}
-    images = [store.arrays(groups[r["group"]], [c["unit"] for c in groups[r["group"]].cells].index(r["unit"]))
-              for r in rows]
+    store = sweep.Store(workdir)
     return {"table": np.asarray(json.dumps(rows)), "scores": np.asarray([r["score"] for r in rows]),
-            "images": np.stack([i["image"] for i in images])}
+            "images": np.stack([store.arrays(row)["image"] for row in rows])}
 
 
 def fail(mesh, process_id: str) -> Outputs:

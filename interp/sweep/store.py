@@ -70,9 +70,19 @@ class Store:
                                    f"{path.parent} to measure the group again", path)
         return [{**cell, **values} for cell, values in zip(stored["cells"], stored["values"])]
 
-    def arrays(self, group: Group, index: int) -> dict[str, np.ndarray]:
-        """The arrays of cell `index` of a finished group, verified against their checksums."""
-        return load_arrays(self.root / group.id / "arrays.npz").get(str(index), {})
+    def arrays(self, row: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The arrays of the cell a table row describes (its `group` names the folder), checksums verified.
+
+        Raises:
+          CorruptFileError: the group's cells.json fails its checksum.
+          KeyError: the row's coordinates are no cell of its group.
+        """
+        folder = self.root / row["group"]
+        cells = read_json(folder / "cells.json")["cells"]
+        index = next((i for i, cell in enumerate(cells) if all(row.get(k) == v for k, v in cell.items())), None)
+        if index is None:
+            raise KeyError(f"row: {dict(row)} is no cell of group {row['group']}")
+        return load_arrays(folder / "arrays.npz").get(str(index), {})
 
     def write(self, group: Group, results: Sequence[CellResult]) -> None:
         """Writes a group's results into a temporary folder, then renames it into place."""

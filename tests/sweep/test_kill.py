@@ -51,14 +51,8 @@ def partial(workdir) -> list[pathlib.Path]:
 def everything(workdir) -> tuple[list[dict], dict[str, np.ndarray]]:
     """The table, and every cell's arrays keyed by its coordinates."""
     rows = sweep.read_table(workdir)
-    groups = {g.id: g for g in sweep.plan(*grid())}
     store = sweep.Store(workdir)
-    arrays = {}
-    for row in rows:
-        group = groups[row["group"]]
-        index = next(i for i, c in enumerate(group.cells) if c["unit"] == row["unit"] and c["seed"] == row["seed"])
-        arrays[f"{row['seed']}/{row['unit']}"] = store.arrays(group, index)["image"]
-    return rows, arrays
+    return rows, {f"{row['seed']}/{row['unit']}": store.arrays(row)["image"] for row in rows}
 
 
 def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_sweep(tmp_path):
