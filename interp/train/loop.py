@@ -53,6 +53,7 @@ def fit(
     eval_every: int | None = None,
     mesh: Mesh | None = None,
     progress: bool | None = None,
+    initialize: Callable[[Any], Any] | None = None,
 ) -> TrainState:
     """Trains `module` for `num_steps`, resuming from the latest checkpoint in `workdir`.
 
@@ -79,6 +80,10 @@ def fit(
         (e.g. `make_evaluator(...)`).
       mesh: the device mesh (default: all devices on one 'data' axis).
       progress: show a progress bar of the steps: None on a terminal (see `interp._progress`).
+      initialize: maps the freshly initialized variables to those to start
+        from, e.g. to fine-tune from pretrained weights
+        (`lambda v: layers.load_backbone(v, pretrained)`); not called when the
+        workdir holds a checkpoint, which is resumed instead.
 
     Returns:
       The final state, replicated over the mesh; `state.model()` is the network.
@@ -106,7 +111,7 @@ def fit(
 
     with hold_workdir(workdir) as workdir:
         state, checkpoints = _resume(module, optimizer, local_batch(0)["image"], seed, workdir, checkpoint_every,
-                                     mesh)
+                                     mesh, initialize)
         log = _Log(workdir, int(state.step), num_steps, progress)
         step_fn = jax.jit(
             make_train_step(classification_loss() if loss is None else loss, optimizer),
@@ -122,11 +127,15 @@ def fit(
             checkpoints.close()
 
 
-def _resume(module, optimizer, sample, seed, workdir, checkpoint_every, mesh) -> tuple[TrainState, Checkpoints]:
+def _resume(module, optimizer, sample, seed, workdir, checkpoint_every, mesh,
+            initialize) -> tuple[TrainState, Checkpoints]:
     """The initial state (from `seed`, on `sample`'s shape), or the latest checkpoint's; replicated over `mesh`."""
-    state = meshlib.replicate(create_train_state(module, optimizer, np.zeros_like(sample[:1]), seed), mesh)
     checkpoints = Checkpoints(workdir / "checkpoints", every=checkpoint_every)
-    if checkpoints.latest_step() is not None:
+    resuming = checkpoints.latest_step() is not None
+    state = create_train_state(module, optimizer, np.zeros_like(sample[:1]), seed,
+                               None if resuming else initialize)
+    state = meshlib.replicate(state, mesh)
+    if resuming:
         state = checkpoints.restore(like=state)
     return state, checkpoints
 

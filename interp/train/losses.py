@@ -25,8 +25,14 @@ Factories return a `Loss`; terms combine by `+` and scale by a number:
     loss = classification_loss() + 0.5 * my_loss(...)
 
 The sum's value is the sum of the terms' values in order, its metrics the
-union of theirs, its state updates merged (a metric or a collection named by
-two terms is an error). `make_train_step(loss, optimizer)` logs the total as
+union of theirs, its state updates and inputs merged (a metric, a collection
+or an input named by two terms is an error).
+
+A loss may also feed the training forward pass: `inputs(batch, step)`
+returns keyword arguments for `module.apply(..., train=True, **inputs)`,
+for layers that read the labels or the step in training (the released
+interpretable conv layer's backward pass reads both:
+`interp.layers.released_filter_loss`). They are not differentiated. `make_train_step(loss, optimizer)` logs the total as
 'loss'. A new loss (an explainer's distillation, a margin loss, ...) is a
 factory returning `Loss(fn, layers=(...))`; it needs nothing else from the loop.
 A loss that reads another, fixed network (a teacher, a frozen explainer)
@@ -80,27 +86,54 @@ class Forward:
 
 
 LossFn = Callable[[Forward, Batch], tuple[jax.Array, Metrics, dict[str, Any]]]
+InputsFn = Callable[[Batch, jax.Array], dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Loss:
-    """A training loss: `fn(forward, batch) -> (value, metrics, state_updates)` reading the taps `layers`."""
+    """A training loss: `fn(forward, batch) -> (value, metrics, state_updates)` reading the taps `layers`.
+
+    `inputs(batch, step)`, when given, returns keyword arguments for the
+    network's training forward pass (see the module docstring).
+    """
 
     fn: LossFn
     layers: tuple[str, ...] = ()
+    inputs: InputsFn | None = None
 
     def __call__(self, forward: Forward, batch: Batch) -> tuple[jax.Array, Metrics, dict[str, Any]]:
         return self.fn(forward, batch)
 
+    def forward_inputs(self, batch: Batch, step: jax.Array) -> dict[str, Any]:
+        """The keyword arguments of the training forward pass for `batch` at `step` (`{}` for none)."""
+        return {} if self.inputs is None else self.inputs(batch, step)
+
     def __add__(self, other: Loss) -> Loss:
         if not isinstance(other, Loss):
             return NotImplemented
-        return Loss(_Sum((self, other)), tuple(dict.fromkeys(self.layers + other.layers)))
+        terms = (self, other)
+        inputs = _MergedInputs(terms) if any(t.inputs is not None for t in terms) else None
+        return Loss(_Sum(terms), tuple(dict.fromkeys(self.layers + other.layers)), inputs)
 
     def __rmul__(self, weight: float) -> Loss:
         if not isinstance(weight, (int, float)):
             return NotImplemented
-        return Loss(_Scaled(self, float(weight)), self.layers)
+        return Loss(_Scaled(self, float(weight)), self.layers, self.inputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MergedInputs:
+    terms: tuple[Loss, ...]
+
+    def __call__(self, batch, step):
+        merged = {}
+        for term in self.terms:
+            new = term.forward_inputs(batch, step)
+            clash = sorted(set(new) & set(merged))
+            if clash:
+                raise ValueError(f"loss: two terms feed the forward pass the input {clash[0]!r}")
+            merged.update(new)
+        return merged
 
 
 @dataclasses.dataclass(frozen=True)

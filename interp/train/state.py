@@ -1,5 +1,6 @@
 """The training state: everything a run needs to continue bit-for-bit."""
 
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -44,11 +45,24 @@ class TrainState:
 
 
 def create_train_state(
-    module: nn.Module, optimizer: optax.GradientTransformation, sample_input: jax.Array, seed: int
+    module: nn.Module, optimizer: optax.GradientTransformation, sample_input: jax.Array, seed: int,
+    initialize: Callable[[Any], Any] | None = None,
 ) -> TrainState:
-    """Initializes `module` on `sample_input` [b, ...] (its shape only) and `optimizer` on its params."""
+    """Initializes `module` on `sample_input` [b, ...] (its shape only) and `optimizer` on its params.
+
+    `initialize`, when given, maps the freshly initialized variables to the
+    ones to start from (e.g. a pretrained backbone's weights put in:
+    `interp.layers.load_backbone`); it must keep their structure.
+    """
     init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
     variables = module.init(init_key, sample_input, train=False)
+    if initialize is not None:
+        fresh, variables = variables, initialize(variables)
+        if jax.tree.structure(fresh) != jax.tree.structure(variables) or any(
+                a.shape != b.shape for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(variables))):
+            raise ValueError("initialize: expected variables of the module's structure and shapes back")
+        # Copies: training donates the state's buffers, which must not be the caller's (a pretrained model's).
+        variables = jax.tree.map(jnp.array, variables)
     params = variables["params"]
     model_state = {k: v for k, v in variables.items() if k != "params"}
     return TrainState(

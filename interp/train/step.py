@@ -18,7 +18,8 @@ def make_train_step(loss: Loss, optimizer: optax.GradientTransformation) -> Step
     """`step(state, batch) -> (state, metrics)`: one `optimizer` update on `loss` (see `interp.train.losses`).
 
     The forward pass runs `state.module` with `train=True`, a 'dropout' key
-    drawn from the step, and its model-state collections mutable. Metrics
+    drawn from the step, its model-state collections mutable, and the keyword
+    inputs the loss feeds it (`Loss.forward_inputs(batch, step)`). Metrics
     are the loss's, 'loss' (the total), 'grad_norm' and 'finite': 1.0 when
     the gradient norm and every updated parameter and model-state value are
     finite, else 0.0. It is one fused reduction on the device, so `fit` can
@@ -30,11 +31,12 @@ def make_train_step(loss: Loss, optimizer: optax.GradientTransformation) -> Step
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         dropout_key = jax.random.fold_in(state.rng, state.step)
+        inputs = jax.lax.stop_gradient(loss.forward_inputs(batch, state.step))
 
         def objective(params):
             def apply(params, x):
                 return state.module.apply({**state.variables, "params": params}, x, train=True,
-                                          rngs={"dropout": dropout_key}, mutable=list(state.model_state))
+                                          rngs={"dropout": dropout_key}, mutable=list(state.model_state), **inputs)
 
             if loss.layers:
                 (outputs, model_state), acts = with_activations(apply, loss.layers, params, batch["image"])

@@ -9,7 +9,7 @@ import optax
 import pytest
 from flax import linen as nn
 
-from interp import sharding
+from interp import nets, sharding
 from interp import train as trainlib
 
 BATCH = 16
@@ -173,3 +173,31 @@ def test_evaluator_counts_every_example(tmp_path):
     logits = state.model()(batch["image"])
     assert result["accuracy"] == pytest.approx(float(jnp.mean(jnp.argmax(logits, -1) == batch["label"])))
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 30
+
+
+def test_initialize_sets_the_starting_weights_and_is_not_called_on_resume(tmp_path):
+    from interp.data import in_memory
+
+    module = nets.create_module("small_cnn", num_classes=2, channels=(4, 4, 4, 4))
+    data = in_memory({"image": np.zeros((8, 16, 16, 3), np.float32), "label": np.zeros(8, np.int32)})
+    start = jax.tree.map(lambda a: jnp.full_like(a, 0.5),
+                         module.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"])
+    seen = []
+
+    def initialize(variables):
+        seen.append(True)
+        return {**variables, "params": start}
+
+    state = trainlib.fit(module, optax.sgd(0.0), data, num_steps=1, batch_size=8, workdir=tmp_path, shuffle=False,
+                         initialize=initialize, progress=False)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), start)
+
+    def never(variables):
+        raise AssertionError("initialize called on resume")
+
+    trainlib.fit(module, optax.sgd(0.0), data, num_steps=2, batch_size=8, workdir=tmp_path, shuffle=False,
+                 initialize=never, progress=False)
+    assert seen == [True]
+    with pytest.raises(ValueError, match="initialize: expected variables of the module's structure"):
+        trainlib.create_train_state(module, optax.sgd(0.0), jnp.zeros((1, 16, 16, 3)), 0,
+                                    initialize=lambda v: {"params": {}})

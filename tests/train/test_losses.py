@@ -72,3 +72,32 @@ def test_loss_errors_are_named():
     unknown = trainlib.Loss(lambda f, b: (0.0, {}, {}), layers=("nope",))
     with pytest.raises(ValueError, match="unknown layer 'nope'; known layers: hidden, logits"):
         trainlib.make_train_step(unknown, optax.sgd(0.1))(s, BATCH)
+
+
+class Shifted(nn.Module):
+    """A net whose training pass reads a keyword input (as the released interpretable conv reads labels)."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, shift=None):
+        logits = nn.Dense(3, name="out")(x)
+        return logits if shift is None else logits + shift
+
+
+def feeding(name, value_of):
+    return trainlib.Loss(lambda f, b: (jnp.zeros(()), {}, {}), inputs=lambda batch, step: {name: value_of(batch, step)})
+
+
+def test_inputs_reach_the_training_forward_pass_with_the_step():
+    s = trainlib.create_train_state(Shifted(), optax.sgd(0.1), X[:1], seed=0)
+    s = s.replace(step=jnp.asarray(3, jnp.int32))
+    # The shift is 10 on the true class at step 3: the cross-entropy is that of the shifted logits.
+    loss = trainlib.classification_loss() + 2.0 * feeding(
+        "shift", lambda batch, step: 10.0 * jax.nn.one_hot(batch["label"], 3) * (step == 3))
+    _, metrics = trainlib.make_train_step(loss, optax.sgd(0.1))(s, BATCH)
+    logits = Shifted().apply({"params": s.params}, X) + 10.0 * jax.nn.one_hot(BATCH["label"], 3)
+    want = optax.softmax_cross_entropy_with_integer_labels(logits, BATCH["label"]).mean()
+    np.testing.assert_allclose(metrics["cross_entropy"], want, rtol=1e-6)
+    assert metrics["cross_entropy"] < 0.01  # the inference pass (no shift) would be near log(3)
+    clash = feeding("shift", lambda b, t: 1.0) + feeding("shift", lambda b, t: 2.0)
+    with pytest.raises(ValueError, match="loss: two terms feed the forward pass the input 'shift'"):
+        trainlib.make_train_step(clash, optax.sgd(0.1))(s, BATCH)
