@@ -305,4 +305,7 @@ _RULES: dict[str, Callable] = {
     "squeeze": _dropping("dimensions"),
     "reshape": _reshape,
     "dot_general": _dot_general,
+    # A value under stop_gradient is a constant to the network's gradient, and so to its receptive field:
+    # what selects a position (the interpretable conv's mask, centred on a map's peak) is not what the unit sees.
+    "stop_gradient": lambda eqn, ins, extents: [None],
 }

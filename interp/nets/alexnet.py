@@ -34,12 +34,17 @@ class AlexNet(nn.Module):
         (before any pool), e.g. the interpretable conv layer of Zhang et al.
         2018 (`interp.layers.InterpretableConv`); its output width must be the
         last conv's, so the head is unchanged.
+      features_only: return the last conv layer's ReLU output [B, h, w, C]
+        (after `after_last_conv`, before any pool) instead of the logits: the
+        network as a backbone for another head (`interp.layers.released_icnn`);
+        the head's parameters are then not created.
     """
 
     input_spec = (None, None, 3)  # per example: NHWC of any size, 3 channels
     num_classes: int = 1000
     dropout: float = 0.5
     after_last_conv: nn.Module | None = None
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -49,6 +54,8 @@ class AlexNet(nn.Module):
             x = tap(relu(x), name.replace("conv", "relu"))
             if name == ALEXNET_CONVS[-1][0] and self.after_last_conv is not None:
                 x = self.after_last_conv(x)
+            if name == ALEXNET_CONVS[-1][0] and self.features_only:
+                return x
             if pool:
                 x = tap(max_pool(x, 3, 2), name.replace("conv", "pool"))
         x = flatten(adaptive_avg_pool(x, (6, 6)))

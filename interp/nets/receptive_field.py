@@ -11,7 +11,10 @@ spatial input axis (H and W), every value carries an affine map from its index
 `start` is negative, and the span may run past the image, where a unit sees
 padding. Convolutions, pools (`reduce_window` or the zoo's pad-slice-max
 pool), `pad` and strided `slice` move and widen spans; elementwise ops take the
-union of their operands' spans (a residual add needs equal strides); a
+union of their operands' spans (a residual add needs equal strides); a value
+under `jax.lax.stop_gradient` sees no pixel (the field is what the gradient
+can reach: the interpretable conv's mask selects where a unit looks, it is not
+part of what it sees); a
 reduction, a `dot_general` contraction or a reshape that merges a spatial
 dimension collapses it into one span shared by every element, "global" when it
 covers the image. A primitive with no rule raises `NotImplementedError` when it

@@ -45,6 +45,10 @@ class SmallCNN(nn.Module):
         (before any pool), e.g. the interpretable conv layer of Zhang et al.
         2018 (`interp.layers.InterpretableConv`); its output width must be the
         last conv's, so the head is unchanged.
+      features_only: return the last conv layer's ReLU output [B, h, w, C]
+        (after `after_last_conv`, before any pool) instead of the logits: the
+        network as a backbone for another head (`interp.layers.released_icnn`);
+        the head's parameters are then not created.
     """
 
     input_spec = (None, None, 3)  # per example: NHWC of any size, 3 channels
@@ -53,6 +57,7 @@ class SmallCNN(nn.Module):
     stem_stride: int = 2
     pools: Sequence[bool] = (True, True, False, False)
     after_last_conv: nn.Module | None = None
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -74,6 +79,8 @@ class SmallCNN(nn.Module):
             x = tap(relu(x), f"relu{i}")
             if i == len(self.channels) and self.after_last_conv is not None:
                 x = self.after_last_conv(x)
+            if i == len(self.channels) and self.features_only:
+                return x
             if pool:
                 x = tap(max_pool(x, 2, 2), f"pool{i}")
         x = tap(x.mean(axis=(1, 2)), "gap")

@@ -76,12 +76,17 @@ class VGG16(nn.Module):
         (before any pool), e.g. the interpretable conv layer of Zhang et al.
         2018 (`interp.layers.InterpretableConv`); its output width must be the
         last conv's, so the head is unchanged.
+      features_only: return the last conv layer's ReLU output [B, h, w, C]
+        (after `after_last_conv`, before any pool) instead of the logits: the
+        network as a backbone for another head (`interp.layers.released_icnn`);
+        the head's parameters are then not created.
     """
 
     input_spec = (None, None, 3)  # per example: NHWC of any size, 3 channels
     num_classes: int = 1000
     dropout: float = 0.5
     after_last_conv: nn.Module | None = None
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -93,6 +98,8 @@ class VGG16(nn.Module):
                 x = tap(relu(x), f"relu{b}_{i}")
             if b == len(VGG16_BLOCKS) and self.after_last_conv is not None:
                 x = self.after_last_conv(x)
+            if b == len(VGG16_BLOCKS) and self.features_only:
+                return x
             x = tap(max_pool(x, 2, 2), f"pool{b}")
         x = flatten(adaptive_avg_pool(x, (7, 7)))
         return _classifier(x, self.num_classes, self.dropout, train)
@@ -109,6 +116,10 @@ class ChatfieldCNN(nn.Module):
         (before any pool), e.g. the interpretable conv layer of Zhang et al.
         2018 (`interp.layers.InterpretableConv`); its output width must be the
         last conv's, so the head is unchanged.
+      features_only: return the last conv layer's ReLU output [B, h, w, C]
+        (after `after_last_conv`, before any pool) instead of the logits: the
+        network as a backbone for another head (`interp.layers.released_icnn`);
+        the head's parameters are then not created.
     """
 
     convs: tuple[ConvSpec, ...]
@@ -116,6 +127,7 @@ class ChatfieldCNN(nn.Module):
     num_classes: int = 1000
     dropout: float = 0.5
     after_last_conv: nn.Module | None = None
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -126,6 +138,8 @@ class ChatfieldCNN(nn.Module):
             x = tap(relu(x), f"relu{i}")
             if i == len(self.convs) and self.after_last_conv is not None:
                 x = self.after_last_conv(x)
+            if i == len(self.convs) and self.features_only:
+                return x
             if spec.lrn:
                 x = tap(local_response_norm(x, size=5, alpha=5e-4, beta=0.75, k=2.0), f"norm{i}")
             if spec.pool is not None:
