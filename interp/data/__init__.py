@@ -17,6 +17,7 @@ from interp.data.stream import (
 )
 from interp.data.synthparts import SynthParts
 from interp.data.tfds_sources import TFDS_SOURCES, TfdsSource, tfds_source
+from interp.data.views import flipped, mirror, object_crops, subset
 from interp.data.voc_part import ANIMAL_CLASSES, ANIMAL_PART_GROUPS, ICNN_LANDMARK_GROUPS, VOCPart
 
 __all__ = [
@@ -29,6 +30,10 @@ __all__ = [
     "in_memory",
     "pass_indices",
     "sized",
+    "object_crops",
+    "flipped",
+    "mirror",
+    "subset",
     "SynthParts",
     "Reader",
     "Field",
