@@ -42,6 +42,10 @@ def apply(eqn: jcore.JaxprEqn, ins: list[Value], extents: Extents) -> list[Value
         varies along a spatial axis, or its result is not an affine span.
     """
     name = eqn.primitive.name
+    if name == "stop_gradient":
+        # A constant to the network's gradient, and so to its receptive field: what selects a position (the
+        # interpretable conv's mask, centred on a map's peak) is not what the unit sees.
+        return [None] * len(eqn.outvars)
     if not any(_is_local(v) for v in ins):
         # Whatever the primitive, each output sees at most what its inputs see.
         return [_join(ins, (), extents, name)] * len(eqn.outvars)
@@ -305,7 +309,4 @@ _RULES: dict[str, Callable] = {
     "squeeze": _dropping("dimensions"),
     "reshape": _reshape,
     "dot_general": _dot_general,
-    # A value under stop_gradient is a constant to the network's gradient, and so to its receptive field:
-    # what selects a position (the interpretable conv's mask, centred on a map's peak) is not what the unit sees.
-    "stop_gradient": lambda eqn, ins, extents: [None],
 }

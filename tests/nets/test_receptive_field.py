@@ -276,3 +276,24 @@ def test_unknown_primitives_after_global_pooling_are_fine():
     fields = receptive_fields(lambda x: nets.tap(jnp.cumsum(jnp.flip(x.mean(axis=(1, 2)), -1), -1), "head"),
                               jnp.ones((1, 8, 6, 3)))
     assert fields["head"] == ReceptiveField((8, 6), (0, 0), (0, 0), is_global=True)
+
+
+def test_a_gate_under_stop_gradient_sees_no_pixel():
+    """A map scaled by a statistic of the whole map: under stop_gradient the gradient, and so the field, stays
+    local (the interpretable conv's mask); without it every unit depends on every pixel."""
+
+    def gated(stop):
+        def fn(x):
+            conv = nets.tap(lax.conv_general_dilated(x, jnp.ones((3, 3, 3, 2)), (1, 1), "SAME",
+                                                     dimension_numbers=("NHWC", "HWIO", "NHWC")), "conv")
+            gate = conv.mean((1, 2), keepdims=True)
+            return nets.tap(conv * (jax.lax.stop_gradient(gate) if stop else gate), "gated")
+
+        return nets.from_function(fn)
+
+    x = jnp.ones((1, 16, 16, 3))
+    local, spread = (receptive_fields(gated(stop), x)["gated"] for stop in (True, False))
+    assert local == ReceptiveField((3, 3), (1, 1), (-1, -1)) and spread.is_global
+    # The field is the gradient's support: one unit's gradient reaches only its 3 x 3 window.
+    grad = jax.grad(lambda x: gated(True)(x)[0, 8, 8, 0])(x)
+    assert set(zip(*np.nonzero(np.asarray(grad)[0, :, :, 0]))) == {(r, c) for r in (7, 8, 9) for c in (7, 8, 9)}
