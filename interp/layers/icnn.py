@@ -1,4 +1,4 @@
-"""Interpretable CNNs built from zoo models, and their training loss.
+"""Interpretable CNNs as the paper's text describes them, built from zoo models, and their training loss.
 
     module = layers.interpretable_cnn("vgg16", num_classes=200, track_classes=True)  # on conv5_3
     baseline = layers.interpretable_cnn("vgg16", num_classes=200, masked=False)
@@ -14,8 +14,7 @@ filter should fire on sets its prior `alpha`, the batch share of those images:
     highest peak activation, by a per-class running mean kept in the model's
     'icnn_stats' collection (so it is checkpointed with the run).
 
-With the "official" variant's learned beta, the loss also pulls each beta to
-`beta_target` of the filter's positive images.
+The authors' released algorithm is another one: `interp.layers.released_icnn`.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from interp import nets
-from interp.layers.interpretable import InterpretableConv, beta_target, filter_loss
+from interp.layers.interpretable import InterpretableConv, filter_loss
 from interp.train.losses import Forward, Loss
 
 MODES = ("single", "multi")
@@ -36,14 +35,13 @@ MODES = ("single", "multi")
 LAST_CONV_WIDTH = {"alexnet": 256, "vgg16": 512, "vgg_m": 512, "vgg_s": 512}
 
 
-def interpretable_cnn(name: str, num_classes: int, *, variant: str = "paper", masked: bool = True,
-                      track_classes: bool = False, **kw) -> nn.Module:
+def interpretable_cnn(name: str, num_classes: int, *, masked: bool = True, track_classes: bool = False,
+                      **kw) -> nn.Module:
     """A zoo model with an `InterpretableConv` on top of its last conv layer.
 
     Args:
       name: "small_cnn", "alexnet", "vgg16", "vgg_m" or "vgg_s".
       num_classes: the classifier's outputs.
-      variant: "paper" or "official" (see `interp.layers.interpretable`).
       masked: False for the ordinary CNN of the comparison: the same extra
         conv layer, unmasked (trained without the filter loss).
       track_classes: keep the per-class peak means that multi-category
@@ -56,8 +54,7 @@ def interpretable_cnn(name: str, num_classes: int, *, variant: str = "paper", ma
         width = LAST_CONV_WIDTH[name]
     else:
         raise ValueError(f"name: expected one of small_cnn, {', '.join(LAST_CONV_WIDTH)}, got {name!r}")
-    layer = InterpretableConv(width, variant=variant, masked=masked,
-                              num_classes=num_classes if track_classes else None)
+    layer = InterpretableConv(width, masked=masked, num_classes=num_classes if track_classes else None)
     return nets.create_module(name, num_classes=num_classes, after_last_conv=layer, **kw)
 
 
@@ -84,13 +81,11 @@ def update_class_means(means: jax.Array, peaks: jax.Array, labels: jax.Array, mo
     return jnp.where(counts[:, None] > 0, blended, means)
 
 
-def icnn_loss(weight: float = 1.0, mode: str = "multi", *, positive_class: int = 1, momentum: float = 0.9,
-              beta_pull: float = 1.0) -> Loss:
+def icnn_loss(weight: float = 1.0, mode: str = "multi", *, positive_class: int = 1, momentum: float = 0.9) -> Loss:
     """The interpretable CNN's filter loss, a term to add to `classification_loss()` (see the module docstring).
 
-    Reads the unmasked maps of the tap `icnn` and, for the "official"
-    variant, the learned beta that the tap `icnn_masked` owns. Metrics:
-    'filter_loss' (the mean over filters) and, with a learned beta, 'beta_mean'.
+    Reads the unmasked maps of the tap `icnn`. Metrics: 'filter_loss' (the
+    mean over filters).
 
     Args:
       weight: lambda, the filter loss's weight against the cross-entropy.
@@ -100,7 +95,6 @@ def icnn_loss(weight: float = 1.0, mode: str = "multi", *, positive_class: int =
         a `ValueError` otherwise).
       positive_class: the positives' label in "single" mode.
       momentum: of the per-class running means in "multi" mode.
-      beta_pull: weight of `(beta - beta_target)^2 / 2` for a learned beta.
     """
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
@@ -121,14 +115,6 @@ def icnn_loss(weight: float = 1.0, mode: str = "multi", *, positive_class: int =
             positive = labels[:, None] == jnp.argmax(means, axis=0)[None, :]
             updates["icnn_stats"] = traverse_util.unflatten_dict({stats_path: means})
         losses = filter_loss(maps, positive.mean(0))
-        term = weight * losses.sum()
-        metrics = {"filter_loss": losses.mean()}
-        beta_paths = [p for p in forward.param_owners().get("icnn_masked", ()) if p.split("/")[-1] == "beta"]
-        if beta_paths:
-            beta = forward.layer_params("icnn_masked")[beta_paths[0]]
-            target = jax.lax.stop_gradient(beta_target(maps, positive))
-            term = term + beta_pull * 0.5 * jnp.sum((beta - target) ** 2)
-            metrics["beta_mean"] = beta.mean()
-        return term, metrics, updates
+        return weight * losses.sum(), {"filter_loss": losses.mean()}, updates
 
     return Loss(fn, layers=("icnn",))

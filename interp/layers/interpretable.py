@@ -1,32 +1,21 @@
-"""The interpretable conv layer of Zhang, Wu & Zhu, "Interpretable Convolutional Neural Networks" (CVPR 2018).
+"""The interpretable conv layer as the text of Zhang, Wu & Zhu, "Interpretable Convolutional Neural Networks"
+(CVPR 2018) describes it; the authors' released algorithm differs and is `interp.layers.released`.
 
 Each filter of the layer should fire at one place of an object part and stay
 silent elsewhere. Two mechanisms push it there:
 
   * a mask: the filter's n x n map x is multiplied by the template centered on
-    its peak, `x_masked = max(x * T_mu, 0)`, the mask held constant, so the
-    layers above only see activation near the peak (`InterpretableConv`);
+    its peak (the argmax), `x_masked = max(x * T_mu, 0)`, the mask held
+    constant, so the layers above only see activation near the peak
+    (`InterpretableConv`);
   * a loss: `Loss_f = -MI(X; T)` between the maps of the batch and the
     templates (`filter_loss`), which prefers maps that look like one positive
     template on a share `alpha` of the images and like the negative template
     (silence) on the rest.
 
-Templates, for a map of h x w (the paper's n x n):
+Templates, for a map of h x w (the paper's n x n), beta = 4:
 
-    t+_ij(mu) = tau * max(1 - beta * d([i, j], mu), -1),   t- = -tau,   tau = 0.5 / (h w)
-
-Two variants, chosen by `InterpretableConv.variant`:
-
-  * "paper" (the CVPR text): mu is the argmax; d is the L1 distance over n,
-    `|i - mu_i| / h + |j - mu_j| / w`; beta = 4 fixed.
-  * "official" (the authors' MATLAB release, getMu.m / getMask.m): mu is the
-    activation's center of mass, rounded; d is the L1 distance on coordinates
-    spread over [-1, 1] (`linspace(-1, 1, n)`); beta is a learned per-filter
-    parameter that training pulls toward `clamp(3 / sigma, 1.5, 3)`, sigma the
-    activation-weighted spread of the map around its center, in map cells
-    (`beta_target`). The mask then has no task gradient, only that pull.
-
-The filter loss always uses the paper's templates; the mask uses the variant's.
+    t+_ij(mu) = tau * max(1 - beta * (|i - mu_i| / h + |j - mu_j| / w), -1),   t- = -tau,   tau = 0.5 / (h w)
 """
 
 from __future__ import annotations
@@ -38,60 +27,29 @@ import jax.numpy as jnp
 from interp.nets import tap
 from interp.ops import map_peaks, relu
 
-VARIANTS = ("paper", "official")
 PAPER_BETA = 4.0
-OFFICIAL_BETA_INIT = 2.0  # the middle of the official pull's [1.5, 3] range
 
 
-def peak_positions(maps: jax.Array, mode: str = "argmax") -> jax.Array:
-    """Each filter's peak: int32 [B, C, 2] (row, col) of maps [B, h, w, C].
-
-    "argmax" takes the first maximum in row-major order; "center_of_mass"
-    the activation-weighted mean position, rounded (an all-zero map gives (0, 0),
-    as the official code's clamp to the first cell does).
-    """
-    b, h, w, c = maps.shape
-    if mode == "argmax":
-        return map_peaks(maps)[0]
-    if mode != "center_of_mass":
-        raise ValueError(f"mode: expected 'argmax' or 'center_of_mass', got {mode!r}")
-    weights = jnp.maximum(maps, 0.0)
-    total = jnp.maximum(weights.sum((1, 2)), 1e-9)  # [B, C]
-    rows = (weights * jnp.arange(h, dtype=maps.dtype)[None, :, None, None]).sum((1, 2)) / total
-    cols = (weights * jnp.arange(w, dtype=maps.dtype)[None, None, :, None]).sum((1, 2)) / total
-    position = jnp.stack([jnp.round(rows), jnp.round(cols)], axis=-1)
-    return jnp.clip(position, 0, jnp.array([h - 1, w - 1], maps.dtype)[None, None, :]).astype(jnp.int32)
+def peak_positions(maps: jax.Array) -> jax.Array:
+    """Each filter's peak: int32 [B, C, 2] (row, col) of maps [B, h, w, C], the first maximum in row-major order."""
+    return map_peaks(maps)[0]
 
 
-def _distances(positions: jax.Array, shape: tuple[int, int], variant: str) -> jax.Array:
-    """[B, h, w, C]: the variant's L1 distance from every cell to each filter's peak."""
-    h, w = shape
-    rows, cols = jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32)
-    mu = positions.astype(jnp.float32)  # [B, C, 2]
-    if variant == "paper":
-        dr = jnp.abs(rows[None, :, None] - mu[:, None, :, 0]) / h  # [B, h, C]
-        dc = jnp.abs(cols[None, :, None] - mu[:, None, :, 1]) / w  # [B, w, C]
-    elif variant == "official":
-        spread_r, spread_c = 2.0 / max(h - 1, 1), 2.0 / max(w - 1, 1)  # linspace(-1, 1, n) steps
-        dr = jnp.abs(rows[None, :, None] - mu[:, None, :, 0]) * spread_r
-        dc = jnp.abs(cols[None, :, None] - mu[:, None, :, 1]) * spread_c
-    else:
-        raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
-    return dr[:, :, None, :] + dc[:, None, :, :]
-
-
-def template_masks(positions: jax.Array, shape: tuple[int, int], beta: jax.Array | float,
-                   variant: str = "paper") -> jax.Array:
-    """`max(1 - beta * d, -1)` around each peak: float32 [B, h, w, C] (templates without tau).
+def template_masks(positions: jax.Array, shape: tuple[int, int], beta: jax.Array | float = PAPER_BETA) -> jax.Array:
+    """`max(1 - beta * d, -1)` around each peak, d the L1 distance over n: float32 [B, h, w, C] (no tau).
 
     Args:
       positions: int [B, C, 2] peaks (row, col).
       shape: (h, w) of the maps.
       beta: a scalar or [C], one per filter.
-      variant: "paper" or "official" (the distance; see the module docstring).
     """
+    h, w = shape
     beta = jnp.broadcast_to(jnp.asarray(beta, jnp.float32), positions.shape[1:2])
-    return jnp.maximum(1.0 - beta[None, None, None, :] * _distances(positions, shape, variant), -1.0)
+    mu = positions.astype(jnp.float32)  # [B, C, 2]
+    rows = jnp.abs(jnp.arange(h, dtype=jnp.float32)[None, :, None] - mu[:, None, :, 0]) / h  # [B, h, C]
+    cols = jnp.abs(jnp.arange(w, dtype=jnp.float32)[None, :, None] - mu[:, None, :, 1]) / w  # [B, w, C]
+    distance = rows[:, :, None, :] + cols[:, None, :, :]
+    return jnp.maximum(1.0 - beta[None, None, None, :] * distance, -1.0)
 
 
 def templates(shape: tuple[int, int], beta: float = PAPER_BETA) -> tuple[jax.Array, float]:
@@ -103,7 +61,7 @@ def templates(shape: tuple[int, int], beta: float = PAPER_BETA) -> tuple[jax.Arr
     h, w = shape
     tau = 0.5 / (h * w)
     cells = jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"), -1).reshape(1, h * w, 2)
-    masks = template_masks(cells, shape, beta, "paper")[0]  # [h, w, h*w]: one template per mu
+    masks = template_masks(cells, shape, beta)[0]  # [h, w, h*w]: one template per mu
     return tau * jnp.moveaxis(masks, -1, 0), -tau
 
 
@@ -138,31 +96,6 @@ def filter_loss(maps: jax.Array, alpha: jax.Array | float = 0.5, beta: float = P
     return -mutual_information
 
 
-def beta_target(maps: jax.Array, positive: jax.Array | None = None) -> jax.Array:
-    """The official release's target for a learned beta: `clamp(3 / sigma, 1.5, 3)` per filter, [C].
-
-    sigma is the map's spread around its center of mass, `sqrt(sum x ||p - mu||^2 / sum x)`
-    in map cells, averaged over the (positive) images weighted by their mean activation.
-
-    Args:
-      maps: [B, h, w, C] the filters' maps.
-      positive: bool [B] or [B, C], the images each filter should fire on (default: all).
-    """
-    b, h, w, c = maps.shape
-    weights = jnp.maximum(maps, 0.0)
-    mu = peak_positions(maps, "center_of_mass").astype(jnp.float32)  # [B, C, 2]
-    rows = jnp.arange(h, dtype=jnp.float32)[None, :, None, None] - mu[:, None, None, :, 0]
-    cols = jnp.arange(w, dtype=jnp.float32)[None, None, :, None] - mu[:, None, None, :, 1]
-    total = jnp.maximum(weights.sum((1, 2)), 1e-9)
-    sigma = jnp.sqrt((weights * (rows**2 + cols**2)).sum((1, 2)) / total)  # [B, C]
-    strength = weights.mean((1, 2))
-    if positive is not None:
-        positive = jnp.asarray(positive)
-        strength = strength * (positive if positive.ndim == 2 else positive[:, None])
-    spread = (strength * sigma).sum(0) / jnp.maximum(strength.sum(0), 1e-9)
-    return jnp.clip(3.0 / jnp.maximum(spread, 1e-9), 1.5, 3.0)
-
-
 class InterpretableConv(nn.Module):
     """A conv layer + ReLU whose maps are masked by the template at their peak.
 
@@ -174,7 +107,6 @@ class InterpretableConv(nn.Module):
     Attributes:
       features: number of filters (the paper keeps the top conv layer's width).
       kernel_size: the conv's kernel (3 x 3 in the paper's added layer).
-      variant: "paper" or "official" (see the module docstring).
       num_classes: when set, a running per-class mean of each filter's peak
         activation is kept in the 'icnn_stats' collection, for assigning
         filters to categories (`interp.layers.icnn_loss` in multi-category mode).
@@ -184,14 +116,11 @@ class InterpretableConv(nn.Module):
 
     features: int
     kernel_size: int = 3
-    variant: str = "paper"
     num_classes: int | None = None
     masked: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant: expected one of {VARIANTS}, got {self.variant!r}")
         conv = nn.Conv(self.features, (self.kernel_size,) * 2, padding="SAME", name="conv",
                        kernel_init=nn.initializers.variance_scaling(2.0, "fan_in", "normal"))
         maps = tap(relu(conv(x)), "icnn")
@@ -199,11 +128,5 @@ class InterpretableConv(nn.Module):
             self.variable("icnn_stats", "class_means", jnp.zeros, (self.num_classes, self.features))
         if not self.masked:
             return maps
-        if self.variant == "paper":
-            beta = PAPER_BETA
-            positions = peak_positions(maps, "argmax")
-        else:
-            beta = self.param("beta", nn.initializers.constant(OFFICIAL_BETA_INIT), (self.features,))
-            positions = peak_positions(maps, "center_of_mass")
-        mask = jax.lax.stop_gradient(template_masks(positions, maps.shape[1:3], beta, self.variant))
+        mask = jax.lax.stop_gradient(template_masks(peak_positions(maps), maps.shape[1:3]))
         return tap(relu(maps * mask), "icnn_masked")

@@ -49,21 +49,6 @@ def test_the_mask_follows_the_peak_and_silences_the_rest():
         assert out[b][~far, c].min() > 0
 
 
-def test_center_of_mass_peaks_and_the_official_mask():
-    maps = np.zeros((1, 5, 5, 2), np.float32)
-    maps[0, 1, 1, 0], maps[0, 1, 3, 0] = 1.0, 1.0  # center of mass (1, 2)
-    maps[0, 4, 4, 1] = 3.0
-    positions = layers.peak_positions(jnp.asarray(maps), "center_of_mass")
-    assert positions.tolist() == [[[1, 2], [4, 4]]]
-    mask = layers.template_masks(positions, (5, 5), jnp.array([1.0, 2.0]), "official")
-    # linspace(-1, 1, 5) has steps of 0.5: one cell away is distance 0.5.
-    assert mask[0, 1, 3, 0] == pytest.approx(1 - 1.0 * 0.5)
-    assert mask[0, 3, 4, 1] == pytest.approx(1 - 2.0 * 0.5)
-    assert mask[0, 0, 0, 1] == -1.0
-    with pytest.raises(ValueError, match="mode: expected 'argmax' or 'center_of_mass'"):
-        layers.peak_positions(jnp.asarray(maps), "mode")
-
-
 def mutual_information_directly(maps, alpha):
     """MI(X; T) per filter with probabilities, not logs, in float64."""
     b, h, w, c = maps.shape
@@ -103,13 +88,6 @@ def test_one_place_on_positives_and_silence_on_negatives_beats_random_maps():
     assert part_loss < 10 * scattered_loss < 0  # measured: -0.0077 against -0.0001
 
 
-def test_beta_target_is_three_over_the_spread_clamped():
-    maps = np.zeros((2, 9, 9, 2), np.float32)
-    maps[:, 4, 4, 0] = 1.0  # no spread: 3 / 0 clamps to 3
-    maps[:, 4, [2, 6], 1] = 1.0  # spread 2 cells: 3 / 2 = 1.5
-    np.testing.assert_allclose(layers.beta_target(jnp.asarray(maps)), [3.0, 1.5])
-
-
 def test_class_means_start_at_the_first_batch_and_then_move_slowly():
     means = jnp.zeros((3, 2))
     peaks = jnp.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]])
@@ -135,23 +113,18 @@ def test_every_paper_backbone_takes_the_layer_on_its_last_conv(name, size, width
     assert model.layer_shape(x, "logits").shape == (1, 10)
 
 
-def test_icnn_loss_reads_the_maps_by_tap_name_and_pulls_the_learned_beta():
-    module = layers.interpretable_cnn("small_cnn", 6, variant="official", channels=(4, 8, 8, 8))
+def test_icnn_loss_reads_the_maps_by_tap_name():
+    module = layers.interpretable_cnn("small_cnn", 6, channels=(4, 8, 8, 8))
     x = jax.random.uniform(jax.random.key(0), (8, 32, 32, 3))
     batch = {"image": x, "label": jnp.arange(8) % 6}
     state = trainlib.create_train_state(module, optax.sgd(0.0), x[:1], seed=0)
     loss = trainlib.classification_loss() + layers.icnn_loss(1.0, "single", positive_class=1)
     _, got = trainlib.make_train_step(loss, optax.sgd(0.0))(state, batch)
-    model = state.model()
-    maps = model.activations(x, "icnn")["icnn"]
+    maps = state.model().activations(x, "icnn")["icnn"]
     positive = jnp.broadcast_to((batch["label"] == 1)[:, None], (8, 8))
     np.testing.assert_allclose(got["filter_loss"], layers.filter_loss(maps, positive.mean(0)).mean(), rtol=1e-5)
-    beta = model.layer_params(x, "icnn_masked")
-    assert list(beta) == ["after_last_conv/beta"]
-    np.testing.assert_allclose(got["beta_mean"], beta["after_last_conv/beta"].mean(), rtol=1e-6)
     np.testing.assert_allclose(got["loss"], got["cross_entropy"] + float(
-        layers.filter_loss(maps, positive.mean(0)).sum()
-        + 0.5 * jnp.sum((beta["after_last_conv/beta"] - layers.beta_target(maps, positive)) ** 2)), rtol=1e-5)
+        layers.filter_loss(maps, positive.mean(0)).sum()), rtol=1e-5)
     with pytest.raises(ValueError, match=r"interpretable_cnn\(\.\.\., track_classes=True\)"):
         trainlib.make_train_step(trainlib.classification_loss() + layers.icnn_loss(1.0, "multi"),
                                  optax.sgd(0.0))(state, batch)
