@@ -11,7 +11,7 @@ CNNs (Zhang et al., CVPR 2018) give their filters.
     dissect.write_report(result, model, data, "report/")   # HTML, opens without a server
 """
 
-from interp.dissect.concepts import BrodenConcepts, ConceptBatch, ConceptSet, SynthPartsConcepts
+from interp.dissect.concepts import BrodenConcepts, ConceptBatch, ConceptSet, PartMaskConcepts, SynthPartsConcepts
 from interp.dissect.dissect import QUANTILE, activation_masks, dissect
 from interp.dissect.parts import PartInterpretability, part_interpretability
 from interp.dissect.report import write_report
@@ -29,6 +29,7 @@ __all__ = [
     "BrodenConcepts",
     "ConceptBatch",
     "ConceptSet",
+    "PartMaskConcepts",
     "SynthPartsConcepts",
     "QUANTILE",
     "dissect",

@@ -139,6 +139,41 @@ def _synthparts_masks(example: dict[str, jax.Array], dataset: SynthParts) -> jax
     return jnp.concatenate([objects, parts, colors, textures, scenes], axis=1)
 
 
+class PartMaskConcepts:
+    """Any batch source with an integer 'part_mask' as part concepts (SynthParts' object crops, VOC-Part).
+
+    Concept k is `part_names[k]`, on the pixels where `part_mask == k + 1`
+    (0 is no part); all concepts are in the category "part".
+
+    Args:
+      data: a batch source whose batches hold 'image' [B, H, W, 3] and
+        'part_mask' int [B, H, W].
+      part_names: the names of part ids 1, 2, ...
+      num_examples: images to dissect, 0 .. num_examples - 1 (default: all).
+    """
+
+    def __init__(self, data, part_names: Sequence[str], num_examples: int | None = None):
+        self.data = data
+        self.num_examples = len(data) if num_examples is None else int(num_examples)
+        if not 1 <= self.num_examples <= len(data):
+            raise ValueError(f"num_examples: expected 1 ... {len(data)} (the source's size), got {num_examples}")
+        self.concepts = ConceptSet(names=tuple(part_names), categories=("part",), category_of=(0,) * len(part_names))
+        sample = data.batch(np.arange(1))
+        self.image_size = tuple(np.shape(sample["image"])[1:3])
+        self.seg_size = tuple(np.shape(sample["part_mask"])[1:3])
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def batch(self, indices: Sequence[int]) -> ConceptBatch:
+        batch = self.data.batch(np.asarray(indices))
+        parts = np.asarray(batch["part_mask"])
+        count = len(self.concepts)
+        masks = parts[:, None] == np.arange(1, count + 1)[None, :, None, None]
+        ids = np.broadcast_to(np.arange(count, dtype=np.int32), masks.shape[:2])
+        return ConceptBatch(np.asarray(batch["image"], np.float32), ids, masks)
+
+
 class BrodenConcepts:
     """A Broden folder as concept data.
 

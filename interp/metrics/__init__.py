@@ -3,7 +3,8 @@
 Faithfulness: `deletion`, `insertion` (curves and AUC, RISE), `auc`, `gaussian_blur`.
 Localization: `pointing_game`, `mass_in_mask` (= `energy_pointing_game`), `pixel_map`.
 Sanity: `model_randomization` (Adebayo et al.), `randomize_layers`, `spearman`, `pearson`.
-Location instability of filters (Zhang et al.): `filter_peaks`, `peaks_in_image`, `location_instability`;
+Location instability of filters (Zhang et al.): `filter_peaks`, `peaks_in_image`, `location_instability`,
+and the virtual filters it reads against, `reference_instabilities`;
 their part interpretability is a Network Dissection, `interp.dissect.part_interpretability`.
 """
 
@@ -15,6 +16,7 @@ from interp.metrics.location import (
     filter_peaks,
     location_instability,
     peaks_in_image,
+    reference_instabilities,
 )
 from interp.metrics.sanity import Randomization, model_randomization, pearson, randomize_layers, spearman
 
@@ -33,6 +35,7 @@ __all__ = [
     "filter_peaks",
     "location_instability",
     "peaks_in_image",
+    "reference_instabilities",
     "Randomization",
     "model_randomization",
     "pearson",

@@ -7,19 +7,32 @@ every image. It follows the official evaluation (`computeStability.m` and
   1. each filter's peak on each image: the argmax of its feature map, mapped to
      image pixels at the center of the unit's receptive field; its score is the
      peak value (`interp.ops.map_peaks`, `peaks_in_image`, or `filter_peaks`
-     for both on a model);
+     for both on a model). The release reads the conv's output *before* its
+     ReLU (`res(targetLayer+1).x` of conv_mask6), where a filter that is silent
+     after the ReLU still has an informative argmax and score: read the
+     pre-ReLU tap (`icnn` of `interp.layers.released_icnn`). Read after the
+     ReLU, a silent map's argmax is its first cell; `firing_only=True` leaves
+     those images out;
   2. for each filter and landmark: the images where the landmark is visible,
      by the filter's score, best first, the first `top` kept; the deviation is
      the standard deviation (ddof=1) of the distance between peak and landmark;
   3. a filter's instability is the mean deviation over the landmarks; the
      layer's is the mean over filters, divided by the image diagonal
-     (`location_instability`).
+     (`location_instability`). A multi-category layer evaluates each filter
+     on the images of the category where its mean score is highest, against
+     that category's landmarks (`categories=`, as
+     `step_computeStability_multiClass.m`).
+
+What a value means depends on the map's resolution and the data's poses:
+`reference_instabilities` measures three virtual filters on the same images
+(a perfect part tracker at the map's resolution, a fixed image centre, a
+random cell) to set it against.
 
 A filter that tracks a part keeps a fixed distance to its landmark, so lower is
 better (0 for a peak that moves rigidly with the part).
 
-    peaks = metrics.filter_peaks(model, "relu4", ds, num_examples=512)
-    result = metrics.location_instability(*peaks, landmarks[:, parts], visible[:, parts], (64, 64))
+    peaks = metrics.filter_peaks(model, "icnn", ds, num_examples=512)      # before the ReLU
+    result = metrics.location_instability(*peaks, landmarks, visible, (64, 64), categories=labels)
 
 Part interpretability, each filter's best IoU with a part concept, is a Network
 Dissection of the layer: `interp.dissect.part_interpretability`.
@@ -66,12 +79,16 @@ class LocationInstability(NamedTuple):
       per_filter: float64 [C] each filter's mean deviation over the landmarks;
         NaN where some landmark had fewer than 2 images.
       per_part: float64 [C, P] each filter's deviation for each landmark; NaN
-        where the landmark had fewer than 2 images.
+        where the landmark had fewer than 2 images (or, with categories, is
+        not one of its category's landmarks).
+      category: int [C] the category each filter was evaluated on (with
+        `categories`), else None.
     """
 
     value: float
     per_filter: np.ndarray
     per_part: np.ndarray
+    category: np.ndarray | None = None
 
 
 def peaks_in_image(positions: jax.Array, field: ReceptiveField) -> jax.Array:
@@ -146,6 +163,8 @@ def location_instability(
     top: int = 100,
     stable_fraction: float = 1.0,
     firing_only: bool = False,
+    categories: Any = None,
+    landmark_share: float = 0.5,
 ) -> LocationInstability:
     """Location instability of a layer's filters (Zhang et al., CVPR 2018); lower is better.
 
@@ -171,16 +190,27 @@ def location_instability(
         most stable filters with a value (the official `selectedPatternRatio`;
         1 averages all of them).
       firing_only: count an image for a filter only where the filter fires
-        (score > 0). A silent ReLU map has no peak, but its argmax is its first
-        cell, and the official protocol measures that corner; with this, a
-        filter silent on all but one image is NaN and left out of the mean.
+        (score > 0). The official protocol reads the map *before* its ReLU,
+        where every filter has an informative argmax; read after the ReLU, a
+        silent map's argmax is its first cell, a fixed corner whose distance
+        to moving landmarks varies. With this, a filter silent on all but one
+        image is NaN and left out of the mean.
+      categories: int [N], each image's category, for a multi-category
+        layer: as `step_computeStability_multiClass.m`, each filter is
+        evaluated on the images of the category where its mean score is
+        highest, against that category's landmarks (those visible on at least
+        `landmark_share` of its images).
+      landmark_share: see `categories`.
 
     Returns:
-      `LocationInstability(value, per_filter [C], per_part [C, P])`, divided by
-      the image diagonal.
+      `LocationInstability(value, per_filter [C], per_part [C, P], category)`,
+      divided by the image diagonal.
     """
     peaks, scores, landmarks, visible = _check(peaks, scores, landmarks, visible, top, stable_fraction)
     height, width = _check_size(image_size)
+    if categories is not None:
+        return _by_category(peaks, scores, landmarks, visible, (height, width), categories, landmark_share,
+                            top=top, stable_fraction=stable_fraction, firing_only=firing_only)
     diagonal = float(np.hypot(height, width))
     per_part = _deviations(peaks, scores, landmarks, visible, int(top), firing_only) / diagonal
     sparse = np.flatnonzero(visible.sum(axis=0) < 2)
@@ -189,11 +219,96 @@ def location_instability(
                       "image(s), fewer than 2, so every filter's instability is NaN; pass only the landmarks "
                       "of parts these images show", RuntimeWarning, stacklevel=2)
     per_filter = per_part.mean(axis=1)
+    return LocationInstability(_layer_value(per_filter, stable_fraction), per_filter, per_part)
+
+
+def _layer_value(per_filter: np.ndarray, stable_fraction: float) -> float:
+    """The mean of the most stable `stable_fraction` of the filters that have a value (NaN if none)."""
     finite = np.sort(per_filter[~np.isnan(per_filter)])
     selected = int(np.floor(stable_fraction * len(per_filter) + 0.5))  # MATLAB round: half away from 0
     chosen = finite[:selected]
-    value = float(chosen.mean()) if chosen.size else float("nan")
-    return LocationInstability(value, per_filter, per_part)
+    return float(chosen.mean()) if chosen.size else float("nan")
+
+
+def _by_category(peaks, scores, landmarks, visible, image_size, categories, landmark_share, **kw):
+    """`location_instability` of each filter on the images of its category (see its `categories`)."""
+    categories = np.asarray(categories)
+    if categories.shape != scores.shape[:1] or not np.issubdtype(categories.dtype, np.integer):
+        raise ValueError(f"categories: expected int [N] with N={scores.shape[0]}, got "
+                         f"{categories.dtype} {list(categories.shape)}")
+    if not 0 < landmark_share <= 1:
+        raise ValueError(f"landmark_share: expected a float in (0, 1], got {landmark_share!r}")
+    present = np.unique(categories)
+    means = np.stack([scores[categories == c].mean(0) for c in present])  # [categories, C]
+    assigned = present[means.argmax(0)]
+    per_filter = np.full(scores.shape[1], np.nan)
+    per_part = np.full((scores.shape[1], landmarks.shape[1]), np.nan)
+    for c in np.unique(assigned):
+        images = categories == c
+        parts = np.flatnonzero(visible[images].mean(0) >= landmark_share)
+        filters = np.flatnonzero(assigned == c)
+        if len(parts) == 0 or images.sum() < 2:
+            continue
+        result = location_instability(peaks[images][:, filters], scores[images][:, filters],
+                                      landmarks[images][:, parts], visible[images][:, parts], image_size, **kw)
+        per_filter[filters] = result.per_filter
+        per_part[np.ix_(filters, parts)] = result.per_part
+    return LocationInstability(_layer_value(per_filter, kw["stable_fraction"]), per_filter, per_part, assigned)
+
+
+def reference_instabilities(landmarks: Any, visible: Any, image_size: tuple[int, int], cells: Any, *,
+                            categories: Any = None, landmark_share: float = 0.5, top: int = 100,
+                            seed: int = 0) -> dict[str, float]:
+    """The location instability of three virtual filters on the same images: what a layer's value reads against.
+
+    * "part_tracker": one filter per landmark whose peak is the map cell
+      nearest that landmark on every image where it shows: the floor of a
+      filter that tracks a part perfectly at the map's resolution (not 0: the
+      other landmarks move relative to it);
+    * "image_centre": a peak fixed at the image centre;
+    * "random_cell": a peak on a uniformly random cell of each image.
+
+    Each is measured as `location_instability` measures a filter of the
+    category (with `categories`, each category's own landmarks), and averaged
+    over the virtual filters.
+
+    Args:
+      landmarks: float [N, P, 2] (row, col) in pixels; visible: bool [N, P].
+      image_size: (H, W).
+      cells: float [..., 2] the map cells' centres in pixels (e.g.
+        `peaks_in_image` of every cell index of the measured layer).
+      categories: int [N] or None (one category).
+      landmark_share, top: as in `location_instability`.
+      seed: of the random cells.
+    """
+    landmarks = np.asarray(landmarks, np.float64)
+    visible = np.asarray(visible, bool)
+    cells = np.asarray(cells, np.float64).reshape(-1, 2)
+    n = landmarks.shape[0]
+    categories = np.zeros(n, np.int64) if categories is None else np.asarray(categories)
+    centre = (np.array(_check_size(image_size), np.float64) - 1) / 2
+    random_cells = cells[np.random.default_rng(seed).integers(0, len(cells), n)]
+    found: dict[str, list[float]] = {"part_tracker": [], "image_centre": [], "random_cell": []}
+    for c in np.unique(categories):
+        images = np.flatnonzero(categories == c)
+        parts = np.flatnonzero(visible[images].mean(0) >= landmark_share)
+        if len(parts) == 0 or len(images) < 2:
+            continue
+        marks, shown = landmarks[images][:, parts], visible[images][:, parts]
+        for k in range(len(parts)):
+            nearest = cells[np.argmin(((marks[:, k, None, :] - cells[None]) ** 2).sum(-1), axis=1)]
+            found["part_tracker"].append(_one_filter(nearest, marks, shown, image_size, top, shown[:, k]))
+        centred = np.broadcast_to(centre, (len(images), 2))
+        found["image_centre"].append(_one_filter(centred, marks, shown, image_size, top))
+        found["random_cell"].append(_one_filter(random_cells[images], marks, shown, image_size, top))
+    return {name: float(np.nanmean(values)) if values else float("nan") for name, values in found.items()}
+
+
+def _one_filter(peaks, landmarks, visible, image_size, top, rows=slice(None)) -> float:
+    """The instability of one filter peaking at `peaks` [N, 2], over images `rows`, all scored alike."""
+    peaks = peaks[rows][:, None, :]
+    return location_instability(peaks, np.ones(peaks.shape[:2]), landmarks[rows], visible[rows], image_size,
+                                top=top).value
 
 
 def _deviations(peaks: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, visible: np.ndarray,

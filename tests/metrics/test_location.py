@@ -195,3 +195,80 @@ def test_firing_only_leaves_out_images_where_a_filter_is_silent():
     assert firing.per_filter[0] == 0.0  # a fixed offset from the part on every image it fires on
     assert np.isnan(firing.per_filter[1])  # fires on one image only
     assert firing.value == 0.0
+
+
+def test_the_three_readings_of_a_silent_filter():
+    """Filter 0 tracks the part before its ReLU on every image but is silent after it on two: the official
+    readout (before the ReLU) keeps its argmax, after the ReLU it is the first cell, firing-only drops it."""
+    rng = np.random.default_rng(0)
+    n = 8
+    rows, cols = rng.integers(1, 7, n), rng.integers(1, 7, n)  # the part's cell on each image
+    pre = np.full((n, 8, 8, 2), -3.0, np.float32)
+    pre[:, :, :, 1] = rng.normal(size=(n, 8, 8))  # filter 1: noise
+    pre[np.arange(n), rows, cols, 0] = np.where(np.arange(n) < 6, 2.0, -1.0)  # silent on images 6, 7
+
+    def net(x):
+        maps = nets.tap(x[..., :2], "conv")
+        return nets.tap(jax.nn.relu(maps), "relu")
+
+    model = nets.from_function(net)
+    data = in_memory(pre.repeat(3, axis=-1)[..., :3])  # a pixel per cell: the receptive field is the identity
+    field = receptive_fields(model, jnp.zeros((1, 8, 8, 3)))["conv"]
+    assert field == ReceptiveField((1, 1), (1, 1), (0, 0))
+    landmarks = np.stack([rows, cols], -1)[:, None, :].astype(np.float64)
+    visible = np.ones((n, 1), bool)
+    official = metrics.location_instability(*metrics.filter_peaks(model, "conv", data), landmarks, visible, (8, 8))
+    after = metrics.location_instability(*metrics.filter_peaks(model, "relu", data), landmarks, visible, (8, 8))
+    firing = metrics.location_instability(*metrics.filter_peaks(model, "relu", data), landmarks, visible, (8, 8),
+                                          firing_only=True)
+    assert official.per_filter[0] == 0.0  # the argmax sits on the part on every image
+    assert after.per_filter[0] > 0.05  # images 6, 7 read the corner (0, 0)
+    assert firing.per_filter[0] == 0.0  # images 6, 7 left out
+    np.testing.assert_array_equal(metrics.filter_peaks(model, "relu", data).positions[6:, 0], 0.0)
+
+
+def test_each_filter_is_measured_on_its_category():
+    # Two categories of 4 images; filter 0 scores higher on category 0, filter 1 on category 1. Category 1
+    # lacks landmark 1 (never visible there), so its filters are measured against landmark 0 alone.
+    landmarks = np.zeros((8, 2, 2))
+    landmarks[:, 0] = [[0, 0], [0, 4], [0, 8], [0, 12]] * 2
+    landmarks[:, 1] = [[10, 0]] * 8
+    visible = np.ones((8, 2), bool)
+    visible[4:, 1] = False
+    peaks = np.zeros((8, 2, 2))
+    peaks[:, 0] = landmarks[:, 0] + [3, 0]  # a fixed offset from landmark 0, and still relative to landmark 1
+    peaks[:, 1] = [[5, 5]] * 8
+    scores = np.array([[2.0, 1.0]] * 4 + [[1.0, 2.0]] * 4)
+    categories = np.repeat([0, 1], 4)
+    result = metrics.location_instability(peaks, scores, landmarks, visible, (30, 40), categories=categories)
+    np.testing.assert_array_equal(result.category, [0, 1])
+    on_own = [metrics.location_instability(peaks[c * 4:(c + 1) * 4, [c]], scores[c * 4:(c + 1) * 4, [c]],
+                                           landmarks[c * 4:(c + 1) * 4, parts], visible[c * 4:(c + 1) * 4, parts],
+                                           (30, 40)).per_filter[0] for c, parts in ((0, [0, 1]), (1, [0]))]
+    np.testing.assert_allclose(result.per_filter, on_own, rtol=1e-12)
+    assert np.isnan(result.per_part[1, 1]) and np.isfinite(result.per_part[0, 1])
+    assert result.value == pytest.approx(np.mean(on_own))
+    with pytest.raises(ValueError, match=r"categories: expected int \[N\] with N=8"):
+        metrics.location_instability(peaks, scores, landmarks, visible, (30, 40), categories=categories[:4])
+
+
+def test_reference_filters():
+    rng = np.random.default_rng(1)
+    n = 60
+    shift = rng.uniform(8, 56, (n, 2))  # a rigid object moving over the image: three landmarks
+    landmarks = np.stack([shift, shift + [0, 6], shift + [5, -3]], 1)
+    visible = np.ones((n, 3), bool)
+    coarse = np.stack(np.meshgrid(np.arange(4) * 16 + 7.5, np.arange(4) * 16 + 7.5, indexing="ij"), -1)
+    refs = metrics.reference_instabilities(landmarks, visible, (64, 64), coarse)
+    centre = np.broadcast_to([[31.5, 31.5]], (n, 1, 2))
+    assert refs["image_centre"] == pytest.approx(
+        metrics.location_instability(centre, np.ones((n, 1)), landmarks, visible, (64, 64)).value)
+    # On a grid as fine as the pixels a tracker moves exactly with the object; on a 16-pixel grid it is off by
+    # up to half a cell, still well below a fixed centre that the object moves away from.
+    fine = np.stack(np.meshgrid(np.arange(64.0), np.arange(64.0), indexing="ij"), -1)
+    snapped = np.round(shift) - shift  # on the fine grid the landmarks are exact only on whole pixels
+    exact = metrics.reference_instabilities(landmarks + snapped[:, None], visible, (64, 64), fine)
+    assert exact["part_tracker"] == pytest.approx(0.0, abs=1e-12)
+    print(f"MEASURED references {refs}")
+    assert 0 < refs["part_tracker"] < 0.75 * refs["image_centre"]
+    assert refs["random_cell"] > refs["part_tracker"]
