@@ -102,23 +102,39 @@ class FeatvizConfig:
 
 @dataclasses.dataclass(frozen=True)
 class IcnnConfig:
+    """The released interpretable CNN against its ordinary twin, both fine-tuned from one trained backbone."""
+
     model: str = "small_cnn"
     image_size: int = 64
-    steps: int = 1500  # multi-category training steps
-    single_steps: int = 800  # per single-category network
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    weight: float = 0.02  # lambda of the filter loss (sum over filters)
-    variant: str = "paper"
+    top_resolution: int = 16  # small_cnn: side of the measured map (16: one pool fewer than the zoo's 8)
+    seeds: tuple[int, ...] = (0, 1, 2)  # each: its own SynthParts draw, backbone and fine-tuning
+    framings: tuple[str, ...] = ("crop", "whole")  # object crops (as released) and whole scenes
+    single_classes: tuple[str, ...] = ("quadruped", "car")  # one-category tasks, besides the multi-category one
+    pretrain_steps: int = 3000  # the backbone: an ordinary classifier trained with Adam on whole images
+    pretrain_learning_rate: float = 2e-3
+    train_images: int = 1200  # the finite training set's objects (each also mirrored)
+    epochs: int = 10  # multi-category fine-tuning; the rate decays 10x over all of them
+    single_epochs: int = 30  # one-category fine-tuning; the rate decays over the first fifth
+    batch_size: int = 32
+    learning_rate: float = 1e-2  # SGD's first-epoch rate (the release's 1e-4 times its per-net lrMag)
+    dropout: float = 0.5
+    fc_width: int = 256  # fc7 and fc8 (4096 on the release's nets)
+    strength: float = 1e-5  # the injected gradient's constant
+    # More masked nets on the first multi-category task, the constant scaled (0: the masks without the loss).
+    strength_factors: tuple[float, ...] = (0.0, 0.1, 10.0, 100.0)
     eval_images: int = 1024
-    single_classes: tuple[str, ...] = ("quadruped", "car")
     landmark_share: float = 0.5  # a category's landmarks: parts visible on at least this share of its images
-    top_resolution: int = 8  # small_cnn: side of the last conv layer's map (8 or 16 at 64 px: fewer pools)
-    seed: int = 0
 
     def __post_init__(self):
-        _check(self, positive=("image_size", "steps", "single_steps", "batch_size", "learning_rate", "eval_images",
-                               "top_resolution"))
+        _check(self, positive=("image_size", "top_resolution", "pretrain_steps", "pretrain_learning_rate",
+                               "train_images", "epochs", "single_epochs", "batch_size", "learning_rate", "fc_width",
+                               "strength", "eval_images", "landmark_share"))
+        if not self.seeds:
+            raise ValueError("IcnnConfig.seeds: expected at least one seed")
+        if not self.framings or any(f not in ("crop", "whole") for f in self.framings):
+            raise ValueError(f"IcnnConfig.framings: expected some of ('crop', 'whole'), got {self.framings!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"IcnnConfig.dropout: expected a rate in [0, 1), got {self.dropout!r}")
 
 
 @dataclasses.dataclass(frozen=True)

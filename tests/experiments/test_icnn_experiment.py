@@ -1,4 +1,4 @@
-"""`python -m experiments.icnn`: SynthParts, CUB-200-2011 and VOC-Part paths, and outputs that agree."""
+"""`python -m experiments.icnn`: the released comparison over seeds on SynthParts, CUB and VOC-Part folders."""
 
 import json
 
@@ -10,58 +10,91 @@ from experiments import icnn as experiment
 from experiments.configs import IcnnConfig
 from tests.data.fixtures import write_cub, write_voc_part
 
-TINY = ["--set", "steps=6", "--set", "single_steps=4", "--set", "batch_size=8", "--set", "eval_images=48"]
+TINY = ["--no-progress", "--set", "pretrain_steps=8", "--set", "train_images=24", "--set", "epochs=2",
+        "--set", "single_epochs=2", "--set", "batch_size=8", "--set", "eval_images=48", "--set", "fc_width=16"]
+SYNTH = TINY + ["--set", "seeds=0,1", "--set", "framings=crop", "--set", "single_classes=car",
+                "--set", "strength_factors=0"]
 
 
-def test_synthparts_comparison_writes_consistent_results(tmp_path):
-    results = experiment.main(["--workdir", str(tmp_path)] + TINY + ["--set", "single_classes=car"])
-    assert set(results) == {"multi", "single_car"}
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["results"] == results and saved["config"]["weight"] == IcnnConfig().weight
+def measured(results):
+    return {task: {net: {seed: {k: v for k, v in m.items() if k != "seconds"} for seed, m in seeds.items()}
+                   for net, seeds in nets.items()} for task, nets in results.items()}
+
+
+def test_synthparts_comparison_over_seeds(tmp_path):
+    out = experiment.main(["--workdir", str(tmp_path)] + SYNTH)
+    results, summary = out["results"], out["summary"]
+    assert set(results) == {"multi/crop", "single_car/crop"}
+    assert set(results["multi/crop"]) == {"ordinary", "interpretable", "masked_no_loss", "references"}
+    assert set(results["single_car/crop"]) == {"ordinary", "interpretable", "references"}
+    for networks in results.values():
+        for name, seeds in networks.items():
+            assert set(seeds) == {"seed0", "seed1"}
+            for r in seeds.values():
+                if name == "references":  # a part tracker at the map's resolution beats a random cell
+                    assert 0 < r["part_tracker"] < r["random_cell"]
+                    continue
+                assert r["filters"] == 128 and r["cells"] == 256 and 0 <= r["accuracy"] <= 1
+                assert r["images"] == 48  # one category: 24 of its images, 24 others
+                assert 0 < r["instability_official"] < 1 and r["silent_filters"] <= 128
+                assert ("ratio_icnn" in r) == (name != "ordinary") and len(r.get("ratio_fc7", [0, 0])) == 2
+                assert 0 <= r["part_iou"] <= 1
+    # The masks narrow the measured maps around their centres, from the first steps on (here a few of them).
+    spreads = {n: [results["multi/crop"][n][s]["spread"] for s in ("seed0", "seed1")]
+               for n in ("ordinary", "interpretable")}
+    print(f"MEASURED spread of firing maps, in cells: {spreads}")
+    assert all(i < 0.9 * o for i, o in zip(spreads["interpretable"], spreads["ordinary"])), spreads
+    # The summary is the mean and spread over seeds, the paired difference seed by seed.
+    seeds = results["multi/crop"]
+    values = [seeds["interpretable"][s]["instability_official"] for s in ("seed0", "seed1")]
+    stat = summary["multi/crop"]["networks"]["interpretable"]["instability_official"]
+    assert stat["mean"] == pytest.approx(np.mean(values)) and stat["std"] == pytest.approx(np.std(values, ddof=1))
+    diffs = [seeds["interpretable"][s]["instability_official"] - seeds["ordinary"][s]["instability_official"]
+             for s in ("seed0", "seed1")]
+    paired = summary["multi/crop"]["paired"]["interpretable"]["instability_official"]
+    assert paired["mean"] == pytest.approx(np.mean(diffs)) and paired["lower"] == sum(d < 0 for d in diffs)
     table = (tmp_path / "table.md").read_text()
-    for task, networks in results.items():
-        assert set(networks) == {"ordinary", "interpretable"}
-        for name, r in networks.items():
-            assert r["images"] == 48 and r["filters"] == 128
-            assert 0.0 <= r["accuracy"] <= 1.0
-            assert 0 < r["location_instability"] < 1 and r["location_instability_filters"] <= r["filters"]
-            assert f"| {task} | {name} | {r['accuracy']:.3f} | {r['location_instability']:.4f} " in table
-    assert 0.0 <= results["multi"]["interpretable"]["part_iou"] <= 1.0
-    assert (tmp_path / "feature_maps.png").stat().st_size > 10_000
-    # A rerun resumes from the checkpoints and measures the same networks.
-    rerun = experiment.main(["--workdir", str(tmp_path)] + TINY + ["--set", "single_classes=car"])
-
-    def measured(r):
-        return {t: {n: {k: v for k, v in m.items() if k != "seconds"} for n, m in nets.items()}
-                for t, nets in r.items()}
-
-    assert measured(rerun) == measured(results)
-    # Without results.json the rerun measures the resumed networks again, and finds the same.
+    accuracy = summary["multi/crop"]["networks"]["interpretable"]["accuracy"]
+    assert f"| multi/crop | interpretable | {experiment._pm(accuracy, 3)} | {experiment._pm(stat, 4)} |" in table
+    assert "| single_car/crop | references |" in table
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["results"] == results and saved["config"]["seeds"] == [0, 1]
+    for figure in ("feature_maps", "instability", "gradient_ratio", "strength"):
+        assert (tmp_path / f"{figure}.png").stat().st_size > 10_000
+    # A rerun resumes every run and reads the results back; without results.json it measures the same again.
+    assert measured(experiment.main(["--workdir", str(tmp_path)] + SYNTH)["results"]) == measured(results)
     (tmp_path / "results.json").unlink()
-    remeasured = experiment.main(["--workdir", str(tmp_path)] + TINY + ["--set", "single_classes=car"])
-    assert measured(remeasured) == measured(results)
+    assert measured(experiment.main(["--workdir", str(tmp_path)] + SYNTH)["results"]) == measured(results)
+    with pytest.raises(common.ConfigMismatchError, match="epochs"):
+        experiment.main(["--workdir", str(tmp_path)] + SYNTH + ["--set", "epochs=3"])
 
 
-def test_cub_folder_runs_with_the_papers_three_landmarks(tmp_path):
+def test_cub_folder_runs_cropped_and_whole(tmp_path):
     write_cub(tmp_path / "CUB_200_2011", num_classes=3, num_images=8)
-    results = experiment.main(["--workdir", str(tmp_path / "run"), "--cub", str(tmp_path / "CUB_200_2011")] + TINY)
-    assert set(results) == {"cub"}
-    for r in results["cub"].values():
-        assert r["images"] == 4  # the odd-numbered images are CUB's test split in the fixture
-        assert r["filters"] == 128 and 0.0 <= r["accuracy"] <= 1.0
+    args = TINY + ["--set", "seeds=0", "--set", "strength_factors="]
+    results = experiment.main(["--workdir", str(tmp_path / "run"), "--cub", str(tmp_path / "CUB_200_2011")] + args)
+    assert set(results["results"]) == {"cub/crop", "cub/whole"}
+    for task in results["results"].values():
+        for name in ("ordinary", "interpretable"):
+            r = task[name]["seed0"]
+            assert r["images"] == 4 and r["filters"] == 128 and "part_iou" not in r  # CUB has no part masks
 
 
 def test_voc_part_folder_runs(tmp_path):
     write_voc_part(tmp_path / "VOC2010")
-    results = experiment.main(["--workdir", str(tmp_path / "run"), "--voc-part", str(tmp_path / "VOC2010")] + TINY)
-    assert set(results) == {"voc_part"}
-    for r in results["voc_part"].values():
-        assert r["images"] >= 1 and r["filters"] == 128
+    args = TINY + ["--set", "seeds=0", "--set", "strength_factors="]
+    results = experiment.main(["--workdir", str(tmp_path / "run"), "--voc-part", str(tmp_path / "VOC2010")] + args)
+    assert set(results["results"]) == {"voc_part/crop"}
+    r = results["results"]["voc_part/crop"]["interpretable"]["seed0"]
+    assert r["images"] >= 1 and r["filters"] == 128 and 0 <= r["part_iou"] <= 1
 
 
 def test_config_overrides_are_checked():
     with pytest.raises(ValueError, match="--set: expected field=value with field one of model, image_size"):
         experiment.main(["--set", "stepz=3"])
-    config = common.with_overrides(IcnnConfig(), ["weight=0.5", "single_classes=car,tree"])
-    assert config.single_classes == ("car", "tree")
-    assert np.isclose(config.weight, 0.5)
+    with pytest.raises(ValueError, match=r"IcnnConfig.framings: expected some of \('crop', 'whole'\)"):
+        experiment.main(["--set", "framings=crops"])
+    config = common.with_overrides(IcnnConfig(), ["strength=1e-4", "single_classes=car,tree", "seeds=3,4"])
+    assert config.single_classes == ("car", "tree") and config.seeds == (3, 4)
+    assert np.isclose(config.strength, 1e-4)
