@@ -24,6 +24,7 @@ Taps: the backbone's, then `icnn` (conv_mask6's output), `icnn_relu`,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -352,25 +353,37 @@ def gradient_norms(model: nets.Model, images: jax.Array, supervision: Supervisio
       `{layer: {'task': norm, 'injected': norm, 'ratio': injected / task}}` for 'icnn' and 'fc7'.
     """
     names = model.layer_names(images)
-    inputs = {layer: names[names.index(layer) - 1] for layer in MASKED_LAYERS}
+    inputs = tuple((layer, names[names.index(layer) - 1]) for layer in MASKED_LAYERS)
+    found = _gradient_norms(model, jnp.asarray(images), supervision, inputs, strength, mag, reverse_logz)
+    norms = {}
+    for layer, (task, injected) in jax.device_get(found).items():
+        task, injected = float(task), float(injected)
+        norms[layer] = {"task": task, "injected": injected, "ratio": injected / task if task else float("inf")}
+    return norms
+
+
+# Jitted with the model as an argument, so one program serves every epoch's (and seed's) weights: the experiment
+# measures the ratio once per epoch of every masked net.
+@functools.partial(jax.jit, static_argnames=("inputs", "strength", "mag", "reverse_logz"))
+def _gradient_norms(model: nets.Model, images: jax.Array, supervision: Supervision,
+                    inputs: tuple[tuple[str, str], ...], strength: float, mag: float,
+                    reverse_logz: bool) -> dict[str, tuple[jax.Array, jax.Array]]:
     batch = images.shape[0]
     labels = supervision.labels
 
     def loss_per_image(logits):
         return jax.nn.softplus(-labels * logits).sum(-1)
 
-    _, acts, grads = model.activations_and_grads(images, list(inputs.values()), loss_per_image)
+    _, acts, grads = model.activations_and_grads(images, [source for _, source in inputs], loss_per_image)
     variables = model.params
     norms = {}
-    for layer, source in inputs.items():
+    for layer, source in inputs:
         x = acts[source]
         rows, cols, _ = mask_center(x)
         mask = released_mask(rows, cols, variables["params"][layer]["beta"], x.shape[1:3])
-        slice_mag = variables["icnn_stats"][layer]["slice_mag"]
-        guide = mask_guide(labels, slice_mag, supervision.density, supervision.epoch)
-        injected = injected_gradient(x, mask, guide, strength=strength, mag=mag, reverse_logz=reverse_logz) / batch
-        task = float(jnp.linalg.norm(grads[source] / batch))
-        injected = float(jnp.linalg.norm(injected))
-        norms[layer] = {"task": task, "injected": injected, "ratio": injected / task if task else float("inf")}
+        guide = mask_guide(labels, variables["icnn_stats"][layer]["slice_mag"], supervision.density,
+                           supervision.epoch)
+        injected = injected_gradient(x, mask, guide, strength=strength, mag=mag, reverse_logz=reverse_logz)
+        norms[layer] = (jnp.linalg.norm(grads[source] / batch), jnp.linalg.norm(injected / batch))
     return norms
 

@@ -90,25 +90,29 @@ def test_a_training_step_adds_the_injected_gradients_to_autograd():
 
     signs = layers.signed_labels(labels, 3)
     inputs = {"icnn": "relu4", "fc7": "icnn_pool"}
-    model = state.model()
-    acts = model.activations(x, list(inputs.values()))
-    injected, pulls = {}, {}
-    for layer, source in inputs.items():
-        beta = state.params[layer]["beta"]
-        rows, cols, sigma = layers.mask_center(acts[source])
-        mask = layers.released_mask(rows, cols, beta, acts[source].shape[1:3])
-        guide = layers.mask_guide(signs, slice_mag[layer], density, 3.0)
-        injected[source] = layers.injected_gradient(acts[source], mask, guide) / 8
-        pulls[layer] = layers.beta_gradient(acts[source], mask, sigma, beta, guide) / 8
 
-    def surrogate(params):
-        m = model.replace(params={**model.params, "params": params})
-        task = jax.nn.softplus(-signs * m(x)).sum(-1).mean()  # through the masks, nothing injected
-        linear = sum(jnp.sum(jax.lax.stop_gradient(g) * a) for g, a in
-                     zip(injected.values(), m.activations(x, list(injected)).values()))
-        return task + linear + sum(jnp.sum(pulls[n] * params[n]["beta"]) for n in pulls)
+    @jax.jit  # one program, not hundreds of eagerly dispatched ones
+    def independent(model, x):
+        acts = model.activations(x, list(inputs.values()))
+        injected, pulls = {}, {}
+        for layer, source in inputs.items():
+            beta = model.params["params"][layer]["beta"]
+            rows, cols, sigma = layers.mask_center(acts[source])
+            mask = layers.released_mask(rows, cols, beta, acts[source].shape[1:3])
+            guide = layers.mask_guide(signs, slice_mag[layer], density, 3.0)
+            injected[source] = layers.injected_gradient(acts[source], mask, guide) / 8
+            pulls[layer] = layers.beta_gradient(acts[source], mask, sigma, beta, guide) / 8
 
-    want = jax.grad(surrogate)(state.params)
+        def surrogate(params):
+            m = model.replace(params={**model.params, "params": params})
+            task = jax.nn.softplus(-signs * m(x)).sum(-1).mean()  # through the masks, nothing injected
+            linear = sum(jnp.sum(jax.lax.stop_gradient(g) * a) for g, a in
+                         zip(injected.values(), m.activations(x, list(injected)).values()))
+            return task + linear + sum(jnp.sum(pulls[n] * params[n]["beta"]) for n in pulls)
+
+        return jax.grad(surrogate)(model.params["params"]), acts, injected
+
+    want, acts, injected = independent(state.model(), x)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-7), got, want)
     assert float(jnp.abs(injected["relu4"]).max()) > 1e-8  # the injected term is there to find
     # The class means are updated after the step, from the batch's masked-layer inputs.
