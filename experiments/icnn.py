@@ -315,7 +315,7 @@ def ratio_figure(results: dict[str, Any]):
         for task, networks in results.items():
             for name, seeds in networks.items():
                 curves = [s[f"ratio_{layer}"] for s in seeds.values() if f"ratio_{layer}" in s]
-                if not curves:
+                if not curves or not np.any(curves[0]):  # the masks without the loss inject nothing
                     continue
                 length = min(len(c) for c in curves)
                 mean = np.mean([c[:length] for c in curves], axis=0)
@@ -370,6 +370,53 @@ def feature_map_figure(models: dict[str, nets.Model], task: tasks_lib.Task, filt
 # --- the command -------------------------------------------------------------------------------------------------
 
 
+def run_seed(seed: int, config: IcnnConfig, dataset: str, root: str, workdir: pathlib.Path,
+             store: common.Results, progress: bool | None) -> None:
+    """Pretrains the seed's backbone, then fine-tunes and measures every network of every task (or reads them)."""
+    tasks = (tasks_lib.synthparts_tasks(config, seed) if dataset == "synthparts"
+             else tasks_lib.folder_tasks(config, dataset, root))
+    pretrained = pretrain(config, seed, workdir / f"seed{seed}" / "pretrained", dataset, root, progress)
+    shown = {}
+    for index, task in enumerate(tasks):
+        for net in nets_of(task, index == 0, config):
+            run = workdir / f"seed{seed}" / task.name / task.framing / net.name
+            key = (task.key, net.name, f"seed{seed}")
+            if "diverged" in store.get(key, {}):
+                continue
+            start = time.perf_counter()
+            try:
+                model = finetune(task, net, pretrained, seed, run, config, progress)
+            except trainlib.NonFiniteError as error:  # a result of the sweep, not a failure of the run
+                store.put(key, {"diverged": str(error).split(";")[0]})
+                print(task.key, net.name, f"seed{seed}", "diverged:", store.get(key)["diverged"], flush=True)
+                continue
+            if key not in store:
+                measured = evaluate(model, task, config, progress) | (gradient_ratios(run) if net.masked else {})
+                store.put(key, measured | {"seconds": round(time.perf_counter() - start, 1)})
+            if (task.key, "references", f"seed{seed}") not in store:
+                store.put((task.key, "references", f"seed{seed}"), references(model, task, config))
+            if index == 0 and net.name in ("ordinary", "interpretable"):
+                shown[net.name] = model
+            print(task.key, net.name, f"seed{seed}", json.dumps(store.get(key)), flush=True)
+    if seed == config.seeds[0]:
+        feature_map_figure(shown, tasks[0]).savefig(workdir / "feature_maps.png", dpi=110)
+
+
+def write_outputs(workdir: pathlib.Path, results: dict[str, Any], config: IcnnConfig) -> dict[str, Any]:
+    """table.md, summary.json and the figures from every stored result; returns the summary."""
+    networks = {task: {n: s for n, s in found.items() if n != "references"} for task, found in results.items()}
+    summary = summarize(networks)
+    for task, found in results.items():
+        summary[task]["networks"]["references"] = summarize_references(found["references"])
+    (workdir / "table.md").write_text(table(summary))
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+    instability_figure(summary).savefig(workdir / "instability.png", dpi=110)
+    ratio_figure(networks).savefig(workdir / "gradient_ratio.png", dpi=110)
+    if config.strength_factors:
+        strength_figure(summary, next(iter(results)), config).savefig(workdir / "strength.png", dpi=110)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/icnn")
@@ -384,48 +431,10 @@ def main(argv: list[str] | None = None) -> dict:
         workdir = pathlib.Path(args.workdir)
         store = common.Results(workdir, {"dataset": root or dataset, **dataclasses.asdict(config)},
                                force_new_config=args.force_new_config)
-        figure_models = {}
         for seed in config.seeds:
-            tasks = (tasks_lib.synthparts_tasks(config, seed) if dataset == "synthparts"
-                     else tasks_lib.folder_tasks(config, dataset, root))
-            pretrained = pretrain(config, seed, workdir / f"seed{seed}" / "pretrained", dataset, root, args.progress)
-            for index, task in enumerate(tasks):
-                for net in nets_of(task, index == 0, config):
-                    run = workdir / f"seed{seed}" / task.name / task.framing / net.name
-                    start = time.perf_counter()
-                    key = (task.key, net.name, f"seed{seed}")
-                    if "diverged" in store.get(key, {}):
-                        continue
-                    try:
-                        model = finetune(task, net, pretrained, seed, run, config, args.progress)
-                    except trainlib.NonFiniteError as error:  # a result of the sweep, not a failure of the run
-                        store.put(key, {"diverged": str(error).split(";")[0]})
-                        print(task.key, net.name, f"seed{seed}", "diverged:", store.get(key)["diverged"], flush=True)
-                        continue
-                    if key not in store:
-                        measured = evaluate(model, task, config, args.progress)
-                        measured |= gradient_ratios(run) if net.masked else {}
-                        store.put(key, measured | {"seconds": round(time.perf_counter() - start, 1)})
-                    if (task.key, "references", f"seed{seed}") not in store:
-                        store.put((task.key, "references", f"seed{seed}"), references(model, task, config))
-                    if seed == config.seeds[0] and index == 0 and net.name in ("ordinary", "interpretable"):
-                        figure_models[net.name] = model
-                    print(task.key, net.name, f"seed{seed}", json.dumps(store.get(key)), flush=True)
-            if seed == config.seeds[0]:
-                feature_map_figure(figure_models, tasks[0]).savefig(workdir / "feature_maps.png", dpi=110)
-        summary = summarize({t: {n: s for n, s in nets_.items() if n != "references"} for t, nets_ in
-                             store.values.items()})
-        for task, networks in store.values.items():
-            summary[task]["networks"]["references"] = summarize_references(networks["references"])
-        (workdir / "table.md").write_text(table(summary))
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
-        instability_figure(summary).savefig(workdir / "instability.png", dpi=110)
-        ratio_figure({t: {n: s for n, s in nets_.items() if n != "references"} for t, nets_ in
-                      store.values.items()}).savefig(workdir / "gradient_ratio.png", dpi=110)
-        first = next(iter(store.values))
-        if config.strength_factors:
-            strength_figure(summary, first, config).savefig(workdir / "strength.png", dpi=110)
-        print(table(summary))
+            run_seed(seed, config, dataset, root, workdir, store, args.progress)
+        summary = write_outputs(workdir, store.values, config)
+        print((workdir / "table.md").read_text())
         return {"results": store.values, "summary": summary}
 
 

@@ -301,7 +301,9 @@ def reference_instabilities(landmarks: Any, visible: Any, image_size: tuple[int,
         centred = np.broadcast_to(centre, (len(images), 2))
         found["image_centre"].append(_one_filter(centred, marks, shown, image_size, top))
         found["random_cell"].append(_one_filter(random_cells[images], marks, shown, image_size, top))
-    return {name: float(np.nanmean(values)) if values else float("nan") for name, values in found.items()}
+    # NaN where no category had a part seen on two images (the warning above said which), not a numpy warning
+    return {name: float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+            for name, values in found.items()}
 
 
 def _one_filter(peaks, landmarks, visible, image_size, top, rows=slice(None)) -> float:
