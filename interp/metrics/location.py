@@ -301,7 +301,7 @@ def reference_instabilities(landmarks: Any, visible: Any, image_size: tuple[int,
         centred = np.broadcast_to(centre, (len(images), 2))
         found["image_centre"].append(_one_filter(centred, marks, shown, image_size, top))
         found["random_cell"].append(_one_filter(random_cells[images], marks, shown, image_size, top))
-    # NaN where no category had a part seen on two images (the warning above said which), not a numpy warning
+    # NaN where no category shows a part on two images (location_instability's warning names it), no numpy warning
     return {name: float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
             for name, values in found.items()}
 
