@@ -17,6 +17,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -178,3 +179,17 @@ def check_same_config(stored: Mapping[str, Any], config: Mapping[str, Any], wher
         f"{where} was written with another config ({'; '.join(differences)}); rerun with the same config, "
         "or pass --force-new-config (force_new_config=True) or use a fresh workdir to change it"
     )
+
+
+def file_stems(layers: list[str]) -> dict[str, str]:
+    """A distinct file-name-safe stem per layer; none is "index"."""
+    taken, stems = {"index"}, {}
+    for layer in layers:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer).lstrip(".") or "layer"
+        candidate, n = stem, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{stem}-{n}"
+        taken.add(candidate)
+        stems[layer] = candidate
+    return stems

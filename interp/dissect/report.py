@@ -19,7 +19,6 @@ from __future__ import annotations
 import html
 import os
 import pathlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +32,7 @@ from interp._progress import bar
 from interp.data.stream import pass_indices
 from interp.dissect.dissect import mask_function
 from interp.dissect.result import LayerDissection
+from interp.files import file_stems
 
 DIM = 0.25  # brightness of the pixels where a unit is off
 OUTLINE = (1.0, 1.0, 0.0)  # color of the edge of where it is on
@@ -84,7 +84,7 @@ def write_report(
     check_positive_int("batch_size", batch_size)
     out = pathlib.Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    stems = _file_stems(list(dissections))
+    stems = file_stems(list(dissections))
     units = sum(d.num_units for d in dissections.values())
     with bar(units, desc="dissect: report", unit="unit", progress=progress) as shown:
         for layer, dissection in dissections.items():
@@ -99,20 +99,6 @@ def write_report(
     index = out / "index.html"
     index.write_text(_index_page(dissections, stems))
     return index
-
-
-def _file_stems(layers: list[str]) -> dict[str, str]:
-    """A distinct file-name-safe stem per layer; none is "index"."""
-    taken, stems = {"index"}, {}
-    for layer in layers:
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer).lstrip(".") or "layer"
-        candidate, n = stem, 1
-        while candidate in taken:
-            n += 1
-            candidate = f"{stem}-{n}"
-        taken.add(candidate)
-        stems[layer] = candidate
-    return stems
 
 
 def _strips(model: Any, dissection: LayerDissection, data: Any, count: int | None, height: int,

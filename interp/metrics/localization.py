@@ -1,4 +1,5 @@
-"""Localization of attributions against ground-truth masks: pointing game and mass in mask.
+"""Localization against ground truth: attributions against masks (pointing game, mass in mask), and
+predicted part centres against annotated ones (`normalized_distance`).
 
 Both metrics compare an attribution map with a boolean mask [b, h, w] (for
 SynthParts, `batch["object_mask"]` or `batch["part_mask"] == k`). Maps may be
@@ -13,6 +14,7 @@ centers, as CAM papers upsample), so both metrics are read at mask resolution.
 """
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -118,3 +120,46 @@ def mass_in_mask(
 
 
 energy_pointing_game = mass_in_mask
+
+
+def normalized_distance(predicted: Any, truth: Any, visible: Any, image_size: tuple[int, int]) -> float:
+    """Part localization error: `||p_hat - p*|| / sqrt(h^2 + w^2)`, averaged over the images that show the part.
+
+    The metric of the explanatory graph's part localization (Zhang et al.,
+    AAAI 2018). Where an image has several instances of the part (two eyes),
+    the nearest visible one counts.
+
+    Args:
+      predicted: float [N, 2] the predicted centre (row, col) on each image, in pixels.
+      truth: float [N, 2] or [N, I, 2] the annotated centre(s), in pixels.
+      visible: bool [N] or [N, I] which annotations exist.
+      image_size: (h, w), the images' size in pixels.
+
+    Returns:
+      The mean over images with at least one visible instance; NaN when no image has one.
+
+    Raises:
+      ValueError: the shapes do not match, `image_size` is not two positive sizes, or a prediction on an
+        image that shows the part is not finite.
+    """
+    predicted = np.asarray(predicted, np.float64)
+    truth = np.asarray(truth, np.float64)
+    visible = np.asarray(visible, bool)
+    if truth.ndim == 2:
+        truth, visible = truth[:, None], visible[:, None]
+    if predicted.ndim != 2 or predicted.shape[-1] != 2:
+        raise ValueError(f"predicted: expected (row, col) centres [N, 2], got shape {list(predicted.shape)}")
+    if truth.ndim != 3 or truth.shape[0] != predicted.shape[0] or truth.shape[-1] != 2:
+        raise ValueError(f"truth: expected [N, 2] or [N, I, 2] with N={predicted.shape[0]}, got {list(truth.shape)}")
+    if visible.shape != truth.shape[:2]:
+        raise ValueError(f"visible: expected shape {list(truth.shape[:2])}, got {list(visible.shape)}")
+    if len(image_size) != 2 or min(image_size) <= 0:
+        raise ValueError(f"image_size: expected (h, w) > 0, got {image_size!r}")
+    shown = visible.any(axis=1)
+    if not np.isfinite(predicted[shown]).all():
+        raise ValueError("predicted: has NaN or infinite centres on images that show the part")
+    if not shown.any():
+        return float("nan")
+    distance = np.linalg.norm(predicted[:, None] - truth, axis=-1)  # [N, I]
+    nearest = np.where(visible, distance, np.inf).min(axis=1)[shown]
+    return float(nearest.mean() / np.hypot(*image_size))

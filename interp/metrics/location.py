@@ -165,6 +165,7 @@ def location_instability(
     firing_only: bool = False,
     categories: Any = None,
     landmark_share: float = 0.5,
+    top_among: str = "visible",
 ) -> LocationInstability:
     """Location instability of a layer's filters (Zhang et al., CVPR 2018); lower is better.
 
@@ -201,6 +202,10 @@ def location_instability(
         highest, against that category's landmarks (those visible on at least
         `landmark_share` of its images).
       landmark_share: see `categories`.
+      top_among: "visible" keeps a filter's `top` best images among those
+        where the landmark is visible (Interpretable CNNs' protocol); "all"
+        keeps its `top` best images and then drops those where the landmark
+        is hidden (the explanatory graph's `getDistSqrtVar.m`).
 
     Returns:
       `LocationInstability(value, per_filter [C], per_part [C, P], category)`,
@@ -208,11 +213,14 @@ def location_instability(
     """
     peaks, scores, landmarks, visible = _check(peaks, scores, landmarks, visible, top, stable_fraction)
     height, width = _check_size(image_size)
+    if top_among not in ("visible", "all"):
+        raise ValueError(f"top_among: expected 'visible' or 'all', got {top_among!r}")
     if categories is not None:
         return _by_category(peaks, scores, landmarks, visible, (height, width), categories, landmark_share,
-                            top=top, stable_fraction=stable_fraction, firing_only=firing_only)
+                            top=top, stable_fraction=stable_fraction, firing_only=firing_only,
+                            top_among=top_among)
     diagonal = float(np.hypot(height, width))
-    per_part = _deviations(peaks, scores, landmarks, visible, int(top), firing_only) / diagonal
+    per_part = _deviations(peaks, scores, landmarks, visible, int(top), firing_only, top_among) / diagonal
     sparse = np.flatnonzero(visible.sum(axis=0) < 2)
     if sparse.size:
         warnings.warn(f"landmarks: landmark {int(sparse[0])} is visible on {int(visible[:, sparse[0]].sum())} "
@@ -314,15 +322,16 @@ def _one_filter(peaks, landmarks, visible, image_size, top, rows=slice(None)) ->
 
 
 def _deviations(peaks: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, visible: np.ndarray,
-                top: int, firing_only: bool = False) -> np.ndarray:
-    """float64 [C, P]: std (ddof=1) of peak-landmark distances over each filter's top visible images."""
+                top: int, firing_only: bool = False, top_among: str = "visible") -> np.ndarray:
+    """float64 [C, P]: std (ddof=1) of peak-landmark distances over each filter's top (visible) images."""
     order = np.argsort(-scores, axis=0, kind="stable")  # [N, C] images by each filter's score
     ranked_peaks = np.take_along_axis(peaks, order[:, :, None], axis=0)  # [N, C, 2]
     firing = np.take_along_axis(scores, order, axis=0) > 0 if firing_only else True
     deviations = np.empty((scores.shape[1], landmarks.shape[1]))
     for k in range(landmarks.shape[1]):  # a loop over parts keeps memory at [N, C]
         shown = visible[order, k] & firing  # [N, C]
-        kept = shown & (np.cumsum(shown, axis=0) <= top)
+        ranked = np.cumsum(shown, axis=0) if top_among == "visible" else np.arange(1, len(order) + 1)[:, None]
+        kept = shown & (ranked <= top)
         distance = np.linalg.norm(ranked_peaks - landmarks[order, k], axis=-1)  # [N, C]
         count = kept.sum(axis=0)
         mean = np.where(kept, distance, 0.0).sum(axis=0) / np.maximum(count, 1)
