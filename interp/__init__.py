@@ -26,6 +26,9 @@ The method families, each a set of function transforms on a `Model`:
     dictionaries, inversion.
   * `dissect`: Network Dissection, and the part interpretability of filters
     it measures.
+  * `explain`: post-hoc structure: the explanatory graph (each filter split
+    into part nodes with spatial edges), its node stability and few-shot
+    part localization.
   * `layers`: explainable building blocks (the interpretable conv layer and
     its loss).
   * `metrics`: what the families are evaluated with (localization,

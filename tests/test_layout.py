@@ -28,6 +28,7 @@ ALLOWED = {
     "attribution": FOUNDATION,
     "featviz": FOUNDATION | {"metrics"},
     "dissect": FOUNDATION | {"metrics"},
+    "explain": FOUNDATION | {"metrics"},
     # A layer brings its own training loss (`layers.icnn_loss` is a `train.Loss` factory),
     # so layers may use train; train never imports a layer.
     "layers": FOUNDATION | {"metrics", "train"},

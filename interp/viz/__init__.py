@@ -2,6 +2,7 @@
 
 from interp.viz.attribution import attribution_grid, first_of_each_class, heatmap, prediction_title
 from interp.viz.dissect import dissection_figure, feature_map_grid
+from interp.viz.explain import graph_layers, image_patch, node_patches
 from interp.viz.featviz import (
     activation_grid_figure,
     channel_grid,
@@ -17,8 +18,11 @@ __all__ = [
     "dissection_figure",
     "feature_map_grid",
     "first_of_each_class",
+    "graph_layers",
     "heatmap",
+    "image_patch",
     "metric_bars",
+    "node_patches",
     "part_overlay_grid",
     "prediction_title",
     "reconstruction_grid",
