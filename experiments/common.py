@@ -284,6 +284,28 @@ class Run:
     random_init: nets.Model
 
 
+def trained_run_arguments(parser: argparse.ArgumentParser, workdir: str) -> None:
+    """--run, --workdir, --train-config and --train-set: the arguments of an experiment on a trained run."""
+    parser.add_argument("--run", default="runs/demo",
+                        help="a training run's workdir (trained first with --train-config if it has none)")
+    parser.add_argument("--workdir", default=workdir)
+    parser.add_argument("--train-config", default="small_cnn_synthparts",
+                        help="the TrainConfig of a missing run (experiments/configs)")
+    parser.add_argument("--train-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of --train-config")
+
+
+def trained_run(args: argparse.Namespace) -> "Run":
+    """The run in `args.run`, trained first (`--train-config`, `--train-set`) when it has no config.json."""
+    from experiments import train_classifier  # which imports this module
+
+    run_dir = pathlib.Path(args.run)
+    if not (run_dir / "config.json").exists():
+        train_classifier.run(load_config(args.train_config, TrainConfig, args.train_set), run_dir,
+                             progress=args.progress)
+    return restore(run_dir)
+
+
 def restore(workdir: str | pathlib.Path, step: int | None = None) -> Run:
     """The run in `workdir` (written by `experiments.train_classifier`), from checkpoint `step` (default: latest).
 

@@ -18,8 +18,8 @@ import json
 import pathlib
 import time
 
-from experiments import common, train_classifier
-from experiments.configs import DissectConfig, TrainConfig
+from experiments import common
+from experiments.configs import DissectConfig
 from interp import dissect, nets, viz
 from interp import train as trainlib
 
@@ -60,22 +60,13 @@ def run(models: dict[str, nets.Model], data, workdir: pathlib.Path, layers, stor
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/demo",
-                        help="a training run's workdir (trained first with --train-config if it has none)")
-    parser.add_argument("--workdir", default="runs/dissect")
-    parser.add_argument("--train-config", default="small_cnn_synthparts",
-                        help="the TrainConfig of a missing run (experiments/configs)")
-    parser.add_argument("--train-set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a field of --train-config")
+    common.trained_run_arguments(parser, workdir="runs/dissect")
     common.config_arguments(parser, default="dissect")
     args = parser.parse_args(argv)
     config = common.config_from(args, DissectConfig)  # a bad --set fails before the workdir is made
     with trainlib.hold_workdir(args.workdir):
         run_dir, workdir = pathlib.Path(args.run), pathlib.Path(args.workdir)
-        if not (run_dir / "config.json").exists():
-            train_classifier.run(common.load_config(args.train_config, TrainConfig, args.train_set), run_dir,
-                                 progress=args.progress)
-        trained = common.restore(run_dir)
+        trained = common.trained_run(args)
         models = {"trained": trained.model, "random": trained.random_init}
         data = dissect.SynthPartsConcepts(common.held_out(trained.config), num_examples=config.images)
 

@@ -6,15 +6,16 @@ selects it, `--set FIELD=VALUE` overrides a field (`experiments.common.load_conf
 Configs are plain data: nothing here imports an experiment. Each checks its
 fields at construction (`_check`), so a bad value fails naming the field.
 
-    small_cnn_synthparts  TrainConfig        experiments.train_classifier, experiments.demo
-    attribution           AttributionConfig  experiments.attribution
-    dissect               DissectConfig      experiments.dissect
-    featviz               FeatvizConfig      experiments.featviz (and the demo's figures)
-    icnn                  IcnnConfig         experiments.icnn
-    inversion             InversionConfig    experiments.inversion
-    sweep_units           interp.sweep.Sweep experiments.sweep (render every unit of two layers)
-    sweep_checkpoints     interp.sweep.Sweep experiments.sweep (dissect every checkpoint of a run)
-    sweep_methods         interp.sweep.Sweep experiments.sweep (every attribution method, five seeds)
+    small_cnn_synthparts  TrainConfig            experiments.train_classifier, experiments.demo
+    attribution           AttributionConfig      experiments.attribution
+    dissect               DissectConfig          experiments.dissect
+    explanatory_graph     ExplanatoryGraphConfig experiments.explanatory_graph
+    featviz               FeatvizConfig          experiments.featviz (and the demo's figures)
+    icnn                  IcnnConfig             experiments.icnn
+    inversion             InversionConfig        experiments.inversion
+    sweep_units           interp.sweep.Sweep     experiments.sweep (render every unit of two layers)
+    sweep_checkpoints     interp.sweep.Sweep     experiments.sweep (dissect every checkpoint of a run)
+    sweep_methods         interp.sweep.Sweep     experiments.sweep (every attribution method, five seeds)
 """
 
 import dataclasses
@@ -86,6 +87,39 @@ class DissectConfig:
 
     def __post_init__(self):
         _check(self, positive=("images", "batch_size"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplanatoryGraphConfig:
+    """Explanatory graphs (Zhang et al., AAAI 2018) mined from a trained run: node stability, few-shot parts."""
+
+    layers: tuple[str, ...] = ("relu3", "relu4")  # the graph's layers; the last is the top one parts are read from
+    category: str = "bird"  # the SynthParts class mined: the one with the most parts (6)
+    crop: bool = True  # SynthParts and CUB objects cut to their boxes, as the paper's images are
+    mine_images: int = 240  # the category's held-out images the graph is mined from (and shots drawn from)
+    test_images: int = 120  # other images of the category, parts located on
+    negative_images: int = 120  # other categories' images, whose per-unit std normalizes the maps
+    iterations: int = 20  # EM iterations per layer
+    density: float = 0.1  # nodes per filter: ceil(h * w * density)
+    init: str = "peaks"  # nodes start on each filter's strongest cells ("peaks") or on random ones (the release's)
+    flip: bool = True  # each image read as it is or mirrored, whichever the top layer fits better (the release's)
+    seeds: tuple[int, ...] = (0, 1, 2)  # each: the mining images' subset, the random init, the annotated draws
+    shots: tuple[int, ...] = (1, 2, 3)  # annotated images per part
+    draws: int = 5  # random choices of the annotated images, per part and number of shots
+    voc_categories: tuple[str, ...] = ("bird", "cat", "cow", "dog", "horse", "sheep")  # with --voc-part: a task each
+    batch_size: int = 64
+
+    def __post_init__(self):
+        _check(self, positive=("mine_images", "test_images", "negative_images", "iterations", "density", "draws",
+                               "batch_size"))
+        if not self.layers or not self.seeds or not self.shots:
+            raise ValueError("ExplanatoryGraphConfig: expected at least one layer, one seed and one shot count")
+        if min(self.shots) < 1:
+            raise ValueError(f"ExplanatoryGraphConfig.shots: expected counts >= 1, got {self.shots!r}")
+        if not 0 < self.density <= 1:
+            raise ValueError(f"ExplanatoryGraphConfig.density: expected a share in (0, 1], got {self.density!r}")
+        if self.init not in ("peaks", "random"):
+            raise ValueError(f"ExplanatoryGraphConfig.init: expected 'peaks' or 'random', got {self.init!r}")
 
 
 @dataclasses.dataclass(frozen=True)
