@@ -89,7 +89,7 @@ def make_inputs(images: int, channels: int, size: int = 14, seed: int = 0) -> In
     x = (rng.gamma(0.5, 1.0, (images, size, size, channels)) - 0.3).astype(np.float32)
     field = types.SimpleNamespace(start=(8.0, 8.0), stride=(16.0, 16.0), size=(196.0, 196.0))  # conv5_3's
     layer = mining._initial_layer("conv5_3", (size, size, channels), DENSITY, field, np.ones((size, size, channels)),
-                                  jax.random.key(seed), num_candidates=CANDIDATES, max_range=MAX_RANGE,
+                                  num_candidates=CANDIDATES, max_range=MAX_RANGE,
                                   deform_ratio=DEFORM_RATIO, init_delta=INIT_DELTA, map_delta=MAP_DELTA,
                                   valid_tau=VALID_TAU)
     coord = rng.uniform(0, size - 1, (channels, layer.num_patterns, 2)).astype(np.float32)

@@ -26,6 +26,7 @@ release, the comment says so and why.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -66,6 +67,7 @@ def round_half_away(x):
     return jnp.sign(x) * jnp.floor(jnp.abs(x) + 0.5)
 
 
+@functools.partial(jax.jit, static_argnames="config")
 def half_ranges(deform: jax.Array, config: LayerConfig) -> jax.Array:
     """int32 [...] each node's search half-range in cells (getBasicSettings.m)."""
     return round_half_away(jnp.minimum(config.half_range_cap, deform * config.deform_ratio)).astype(jnp.int32)
@@ -223,6 +225,7 @@ class ModelUpdate(NamedTuple):
     deform: jax.Array  # [C, P]
 
 
+@functools.partial(jax.jit, static_argnames="num_candidates")
 def m_step(coord, deform, half_range, totals: ImageStats, *, step: float, min_deform: float,
            max_deform: float, num_candidates: int) -> ModelUpdate:
     """updateModel in learn_explanatoryGraph.m, from the image sums of `ImageStats` (each [C, P], shift [C, P, 2]).
@@ -274,6 +277,7 @@ def parent_candidates(upper_positions: np.ndarray, upper_mass: np.ndarray, upper
     return keep[:top_m]
 
 
+@functools.partial(jax.jit, static_argnames="top_n")
 def choose_parents(deviations: jax.Array, upper_deviations: jax.Array, best: jax.Array, top_n: int) -> jax.Array:
     """int32 [L, top_n] for each node, its parents among the candidates (getCurDistribution.m), best first.
 
@@ -297,6 +301,7 @@ def choose_parents(deviations: jax.Array, upper_deviations: jax.Array, best: jax
     return jax.lax.map(lambda args: one(*args), (jnp.swapaxes(deviations, 0, 1), best.T), batch_size=256)
 
 
+@jax.jit
 def parent_terms(parents: jax.Array, upper_deviations: jax.Array, upper_deform: jax.Array) -> ParentTerms:
     """curMu, curDelta and curLambda of getCurDistribution.m from the chosen parents.
 

@@ -140,10 +140,9 @@ def explanatory_graph(model: Any, layers: str | Sequence[str], images: Any, *, n
         for index in reversed(range(len(names))):
             name = names[index]
             x, x_flipped = (f / scales[name] for f in features[name])
-            layer = _initial_layer(name, x.shape[1:], densities[index], fields[name], scales[name],
-                                   jax.random.fold_in(key, index), **settings)
-            if init == "peaks":
-                layer = dataclasses.replace(layer, coord=jnp.asarray(_peak_seeds(x, layer)))
+            layer = _initial_layer(name, x.shape[1:], densities[index], fields[name], scales[name], **settings)
+            seeds = _peak_seeds(x, layer) if init == "peaks" else _random_cells(jax.random.fold_in(key, index), layer)
+            layer = dataclasses.replace(layer, coord=jnp.asarray(seeds))
             if x.shape[0] < layer.num_patterns:
                 raise ValueError(f"images: {x.shape[0]} images are fewer than the {layer.num_patterns} nodes per "
                                  f"filter of layer {name!r}; pass more images or a smaller density")
@@ -219,8 +218,7 @@ def _peak_seeds(x: np.ndarray, layer: GraphLayer) -> np.ndarray:
     suppressing the cells within its search half-range; left-over nodes go to the emptiest cells left."""
     mean = np.maximum(x, 0).mean(axis=0)  # [h, w, C]
     h, w, channels = mean.shape
-    reach = int(_em.round_half_away(jnp.float32(min(layer.config.half_range_cap,
-                                                    layer.init_delta * layer.config.deform_ratio))))
+    reach = math.floor(min(layer.config.half_range_cap, layer.init_delta * layer.config.deform_ratio) + 0.5)
     rows, cols = np.mgrid[:h, :w]
     seeds = np.zeros((channels, layer.num_patterns, 2), np.float32)
     for c in range(channels):
@@ -236,20 +234,27 @@ def _peak_seeds(x: np.ndarray, layer: GraphLayer) -> np.ndarray:
     return seeds
 
 
-def _initial_layer(name, map_shape, density, field, scale, key, *, num_candidates, max_range, deform_ratio,
+def _random_cells(key: jax.Array, layer: GraphLayer) -> np.ndarray:
+    """float32 [C, P, 2]: initializeModel.m's first places, distinct random cells per filter."""
+    h, w = layer.config.map_shape
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).tolist())
+    cells = np.stack([rng.permutation(h * w)[:layer.num_patterns] for _ in range(layer.num_channels)])
+    return np.stack([cells // w, cells % w], axis=-1).astype(np.float32)
+
+
+def _initial_layer(name, map_shape, density, field, scale, *, num_candidates, max_range, deform_ratio,
                    init_delta, map_delta, valid_tau) -> GraphLayer:
-    """initializeModel.m: each filter's nodes on distinct random cells, all with the first deformation."""
+    """initializeModel.m: a layer whose nodes all have the first deformation (their places are set after)."""
     h, w, channels = map_shape
     size = math.sqrt(h * w)  # the release's maps are square; this is their side
     patterns = math.ceil(h * w * density)
     if patterns > h * w:
         raise ValueError(f"density: {density} gives {patterns} nodes per filter on the {h}x{w} map of {name!r}, "
                          "more than its cells; expected density <= 1")
-    cells = jax.vmap(lambda k: jax.random.permutation(k, h * w)[:patterns])(jax.random.split(key, channels))
-    coord = jnp.stack([cells // w, cells % w], axis=-1).astype(jnp.float32)
+    coord = jnp.zeros((channels, patterns, 2), jnp.float32)
     config = _em.LayerConfig(
         num_patterns=patterns, num_candidates=min(num_candidates, h, w),
-        max_half_range=int(_em.round_half_away(jnp.float32(max_range * size / 2))),
+        max_half_range=math.floor(max_range * size / 2 + 0.5),  # MATLAB's round of a positive number
         half_range_cap=max_range * size / 2, deform_ratio=deform_ratio, map_delta=map_delta * size,
         valid_tau=valid_tau, map_shape=(h, w))
     field_tuple = (*field.start, *field.stride, *field.size)
@@ -287,15 +292,16 @@ def _fit_layer(layer, x, x_flipped, flips, upper, *, iterations, top_n, top_m, e
         terms = None
         if not is_top and iteration > 1:
             deviation = (record.positions - record.positions.mean(axis=0)[None]) * layer.stride
-            chosen = _em.choose_parents(jnp.asarray(deviation),
+            picked = _em.choose_parents(jnp.asarray(deviation),
                                         jnp.asarray(upper_deviation[:, candidates] * upper_layer.stride),
                                         jnp.asarray(record.best), min(top_n, len(candidates)))
-            parents = candidates[np.asarray(chosen)]
+            parents = candidates[np.asarray(picked)]
             with_parents = dataclasses.replace(layer, parents=jnp.asarray(parents, jnp.int32))
             terms = _parent_terms_fn(with_parents, upper_layer, upper_record.positions,
                                      upper_mean=upper_mean)
         stats, chosen = _e_pass(layer, coord, deform, x, x_flipped, flips, terms, batch_size, mesh)
         record = _Record.of(stats, layer)
+        # minDelta: the smallest expected deformation (the parents' std does not depend on the image)
         delta = layer.init_delta if terms is None else float(np.min(terms(np.arange(1))[1]))
         step = eta * (delta / iteration**0.25) ** 2
         totals = jax.tree.map(lambda a: jnp.sum(a, axis=0), stats)
@@ -429,14 +435,24 @@ def _features(model, names, images, batch_size, mesh, progress) -> dict[str, tup
     return found
 
 
+@functools.partial(jax.jit, static_argnames="layers")
+def _plain_activations(model, images, layers):
+    return model.activations(images, layers)
+
+
 def _moments(model, names, images, batch_size, mesh) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     """Per unit, the sum and the sum of squares of each layer's activations over `images`."""
     sums: dict[str, Any] = {}
     n = images.shape[0]
-    for start in range(0, n, batch_size):
-        batch = jnp.asarray(images[start:start + batch_size])
-        for name, (plain, _) in _activations(model, batch, tuple(names)).items():
-            a = np.asarray(plain, np.float64)
+    size = _chunk(batch_size, n, mesh)
+    for start in range(0, n, size):
+        rows = np.arange(start, min(start + size, n))
+        padded = np.concatenate([rows, np.full(size - len(rows), rows[-1])])  # one compiled shape
+        batch = jnp.asarray(images[padded])
+        if mesh is not None:
+            batch = jax.device_put(batch, sharding.batch_sharding(mesh))
+        for name, a in _plain_activations(model, batch, tuple(names)).items():
+            a = np.asarray(a, np.float64)[: len(rows)]
             s, q = sums.get(name, (0.0, 0.0))
             sums[name] = (s + a.sum(0), q + (a**2).sum(0))
     return {name: (s, q, n) for name, (s, q) in sums.items()}
