@@ -26,22 +26,3 @@ def trained_small_cnn(request):
 
     return cached_small_cnn(request.config.cache.mkdir("trained_small_cnn"))
 
-
-# The files that take a minute or more, longest first. They are scheduled before the rest, so that with two
-# xdist workers (`--dist loadfile`) the short files fill in at the end instead of one long file running alone.
-LONG_FILES = (
-    "tests/experiments/test_icnn_experiment.py",
-    "tests/test_two_processes.py",
-    "tests/test_notebooks.py",
-    "tests/test_readme.py",
-    "tests/layers/test_icnn_training.py",
-    "tests/featviz/test_render.py",
-    "tests/experiments/test_dissect_experiment.py",
-    "tests/sweep/test_kill.py",
-    "tests/experiments/test_icnn_tasks.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {path: i for i, path in enumerate(LONG_FILES)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep order

@@ -14,11 +14,11 @@ def test_three_shots_localize_parts_better_through_nodes_than_raw_filters(traine
     stream = object_crops(held_out)  # objects cut to their boxes, as the paper's images are
     batch = {k: np.asarray(v) for k, v in stream.batch(jnp.arange(384)).items()}
     birds = np.flatnonzero(batch["label"] == held_out.class_names.index("bird"))
-    mine, test = birds[:48], birds[48:]
+    mine, test = birds[:40], birds[40:]
     others = np.flatnonzero(batch["label"] != held_out.class_names.index("bird"))[:48]
     parts = np.flatnonzero(batch["landmark_visible"][birds].mean(0) > 0.5)
     graph = explain.explanatory_graph(model, ["relu3", "relu4"], batch["image"][mine],
-                                      negatives=batch["image"][others], iterations=8, progress=False)
+                                      negatives=batch["image"][others], iterations=5, progress=False)
     shots = mine[:3]
     found = {n: explain.infer(graph, model, batch["image"][rows], progress=False)
              for n, rows in (("shots", shots), ("test", test))}
