@@ -25,4 +25,3 @@ def trained_small_cnn(request):
     from tests.trained import cached_small_cnn
 
     return cached_small_cnn(request.config.cache.mkdir("trained_small_cnn"))
-
