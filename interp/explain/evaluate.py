@@ -45,6 +45,7 @@ from interp import metrics, nets
 from interp._checks import check_positive_int
 from interp.explain.graph import ExplanatoryGraph, check_model
 from interp.explain.mining import Inference
+from interp.ops import map_peaks
 
 FILTER_SHARE = 167 / 512  # computeStability_cub.m's selectedPatternNum of VGG-16's 512 filters per layer
 TOP_IMAGES = 20  # its patchNumPerPattern
@@ -89,13 +90,7 @@ def filter_peaks(graph: ExplanatoryGraph, model: Any, images: Any, *, batch_size
 @functools.partial(jax.jit, static_argnames="names")
 def _peaks(model, images, scales, names):
     acts = model.activations(images, names)
-    out = []
-    for name, scale in zip(names, scales):
-        maps = acts[name] / scale[None]
-        n, h, w, c = maps.shape
-        flat = jnp.argmax(maps.reshape(n, h * w, c), axis=1)
-        out.append((jnp.stack([flat // w, flat % w], axis=-1), maps.max(axis=(1, 2))))
-    return out
+    return [map_peaks(acts[name] / scale[None]) for name, scale in zip(names, scales)]
 
 
 def _selected(scores: np.ndarray, count: int, top: int) -> np.ndarray:

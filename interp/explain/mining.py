@@ -29,6 +29,7 @@ import numpy as np
 from interp import nets, sharding
 from interp._checks import check_choice, check_positive_int
 from interp._progress import bar
+from interp.data.stream import pass_indices
 from interp.explain import _em
 from interp.explain.graph import ExplanatoryGraph, GraphLayer, check_model, fingerprint
 
@@ -340,9 +341,7 @@ def _e_pass(layer, coord, deform, x, x_flipped, flips, terms, batch_size, mesh):
     choose = flips is None
     parts, chosen = [], []
     size = _chunk(batch_size, n, mesh)
-    for start in range(0, n, size):
-        rows = np.arange(start, min(start + size, n))
-        padded = np.concatenate([rows, np.full(size - len(rows), rows[-1])])
+    for padded, valid in pass_indices(n, size):
         channels, patterns = layer.num_channels, layer.num_patterns
         if terms is None:
             mu = np.zeros((size, channels, patterns, 2), np.float32)
@@ -358,7 +357,7 @@ def _e_pass(layer, coord, deform, x, x_flipped, flips, terms, batch_size, mesh):
             batch = sharding.shard_batch({str(i): a for i, a in enumerate(batch)}, mesh)
             batch = tuple(batch[str(i)] for i in range(6))
         stats, flip = _e_chunk(coord, deform, *batch, config=layer.config, choose=choose)
-        kept = len(rows)
+        kept = int(valid.sum())
         parts.append(jax.tree.map(lambda a, kept=kept: np.asarray(a)[:kept], stats))
         chosen.append(np.asarray(flip)[:kept])
     stats = jax.tree.map(lambda *a: np.concatenate(a), *parts)
@@ -418,21 +417,22 @@ def _features(model, names, images, batch_size, mesh, progress) -> dict[str, tup
     size = _chunk(batch_size, n, mesh)
     out: dict[str, tuple[list, list]] = {name: ([], []) for name in names}
     with bar(n, desc="features", unit="image", progress=progress) as shown:
-        for start in range(0, n, size):
-            rows = np.arange(start, min(start + size, n))
-            padded = np.concatenate([rows, np.full(size - len(rows), rows[-1])])
-            batch = jnp.asarray(images[padded])
-            if mesh is not None:
-                batch = jax.device_put(batch, sharding.batch_sharding(mesh))
-            for name, (plain, mirrored) in _activations(model, batch, tuple(names)).items():
-                out[name][0].append(np.asarray(plain)[: len(rows)])
-                out[name][1].append(np.asarray(mirrored)[: len(rows)])
-            shown.update(len(rows))
+        for padded, valid in pass_indices(n, size):
+            for name, (plain, mirrored) in _activations(model, _device_batch(images[padded], mesh),
+                                                         tuple(names)).items():
+                out[name][0].append(np.asarray(plain)[valid])
+                out[name][1].append(np.asarray(mirrored)[valid])
+            shown.update(int(valid.sum()))
     found = {name: (np.concatenate(a), np.concatenate(b)) for name, (a, b) in out.items()}
     for name, (plain, _) in found.items():
         if not np.isfinite(plain).all():
             raise ValueError(f"model: layer {name!r} has non-finite activations on these images")
     return found
+
+
+def _device_batch(images: np.ndarray, mesh) -> jax.Array:
+    """A chunk of images on the device, or sharded over the mesh's devices."""
+    return jnp.asarray(images) if mesh is None else jax.device_put(images, sharding.batch_sharding(mesh))
 
 
 @functools.partial(jax.jit, static_argnames="layers")
@@ -445,14 +445,9 @@ def _moments(model, names, images, batch_size, mesh) -> dict[str, tuple[np.ndarr
     sums: dict[str, Any] = {}
     n = images.shape[0]
     size = _chunk(batch_size, n, mesh)
-    for start in range(0, n, size):
-        rows = np.arange(start, min(start + size, n))
-        padded = np.concatenate([rows, np.full(size - len(rows), rows[-1])])  # one compiled shape
-        batch = jnp.asarray(images[padded])
-        if mesh is not None:
-            batch = jax.device_put(batch, sharding.batch_sharding(mesh))
-        for name, a in _plain_activations(model, batch, tuple(names)).items():
-            a = np.asarray(a, np.float64)[: len(rows)]
+    for padded, valid in pass_indices(n, size):
+        for name, a in _plain_activations(model, _device_batch(images[padded], mesh), tuple(names)).items():
+            a = np.asarray(a, np.float64)[valid]
             s, q = sums.get(name, (0.0, 0.0))
             sums[name] = (s + a.sum(0), q + (a**2).sum(0))
     return {name: (s, q, n) for name, (s, q) in sums.items()}
