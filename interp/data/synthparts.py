@@ -94,6 +94,10 @@ class SynthParts:
         """All part names (independent of `num_classes`); part id k is `part_names[k - 1]`."""
         return T.PART_NAMES
 
+    def class_parts(self) -> tuple[tuple[str, ...], ...]:
+        """Per class, the names of the parts its layout is built from (what decides the class)."""
+        return tuple(tuple(dict.fromkeys(p.name for p in T.TEMPLATES[name])) for name in self.class_names)
+
     @property
     def color_names(self) -> tuple[str, ...]:
         return T.COLOR_NAMES

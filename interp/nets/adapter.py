@@ -169,6 +169,16 @@ class Model:
         grads, (scores, acts) = jax.grad(total_score, has_aux=True)(zeros)
         return scores, acts, grads
 
+    def shifted(self, x: jax.Array, offsets: Mapping[str, jax.Array]) -> Any:
+        """The outputs with `offsets[name]` added to each named layer's activations (an intervention).
+
+        Raises:
+          ValueError: a layer name is unknown; the message lists the known layers.
+        """
+        closed, out_shape, wanted = self._traced(x, tuple(offsets))
+        _, outputs = self._evaluate(closed, out_shape, x, wanted, dict(offsets))
+        return outputs
+
     def layer_params(self, x: jax.Array | jax.ShapeDtypeStruct, layer: str) -> dict[str, jax.Array]:
         """The parameters `layer` owns (see the module docstring), keyed by path.
 
