@@ -8,6 +8,7 @@ fields at construction (`_check`), so a bad value fails naming the field.
 
     small_cnn_synthparts  TrainConfig            experiments.train_classifier, experiments.demo
     attribution           AttributionConfig      experiments.attribution
+    decision_tree         DecisionTreeConfig     experiments.decision_tree
     dissect               DissectConfig          experiments.dissect
     explanatory_graph     ExplanatoryGraphConfig experiments.explanatory_graph
     featviz               FeatvizConfig          experiments.featviz (and the demo's figures)
@@ -120,6 +121,36 @@ class ExplanatoryGraphConfig:
             raise ValueError(f"ExplanatoryGraphConfig.density: expected a share in (0, 1], got {self.density!r}")
         if self.init not in ("peaks", "random"):
             raise ValueError(f"ExplanatoryGraphConfig.init: expected 'peaks' or 'random', got {self.init!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionTreeConfig:
+    """Decision trees of decision modes (Zhang et al., CVPR 2019): the demo SmallCNN and released interpretable ones."""
+
+    layer: str = "relu3"  # the demo network's layer; above it conv4, ReLU, global average pool, dense
+    images: int = 1536  # the demo's held-out images: the first half grows the trees, the second half tests them
+    dissect_images: int = 1024  # held-out images the demo's filters are labelled on (Network Dissection)
+    complexity: float = 1.0  # the objective's reward per merge
+    lasso: float = 0.01  # a node's Lasso penalty per sqrt(image)
+    depths: int = 6  # tree depths reported, from the root (0); the leaves besides
+    # The interpretable networks (experiments.icnn's multi-category task on object crops), one per seed, with
+    # their ordinary twins; their held-out crops (icnn_eval_images) split in halves as the demo's images are.
+    icnn_seeds: tuple[int, ...] = (0, 1, 2)
+    icnn_layer: str = "icnn_relu"  # the masked top conv layer after its ReLU; above it max-pool, fc7, fc8, logits
+    icnn_pretrain_steps: int = 3000
+    icnn_train_images: int = 1200
+    icnn_epochs: int = 10
+    icnn_batch_size: int = 32
+    icnn_fc_width: int = 256
+    icnn_eval_images: int = 1024
+    batch_size: int = 64
+
+    def __post_init__(self):
+        _check(self, positive=("images", "dissect_images", "depths", "icnn_pretrain_steps", "icnn_train_images",
+                               "icnn_epochs", "icnn_batch_size", "icnn_fc_width", "icnn_eval_images", "batch_size"))
+        if self.complexity < 0 or self.lasso < 0:
+            raise ValueError(f"DecisionTreeConfig.complexity, lasso: expected numbers >= 0, got "
+                             f"{self.complexity!r} and {self.lasso!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 from experiments import common
 from experiments import icnn as experiment
 from experiments.configs import IcnnConfig
-from interp import files
+from interp import explain, files
 from tests.data.fixtures import write_cub, write_voc_part
 
 TINY = ["--no-progress", "--set", "pretrain_steps=8", "--set", "train_images=24", "--set", "epochs=2",
@@ -23,8 +23,15 @@ def measured(results):
                    for net, seeds in nets.items()} for task, nets in results.items()}
 
 
-def test_synthparts_comparison_over_seeds(tmp_path):
-    out = experiment.main(["--workdir", str(tmp_path)] + SYNTH)
+@pytest.fixture(scope="module")
+def synthparts_run(tmp_path_factory):
+    """The comparison on SynthParts, run once: its workdir and what it returned (the decision trees read it too)."""
+    workdir = tmp_path_factory.mktemp("icnn")
+    return workdir, experiment.main(["--workdir", str(workdir)] + SYNTH)
+
+
+def test_synthparts_comparison_over_seeds(synthparts_run):
+    tmp_path, out = synthparts_run
     results, summary = out["results"], out["summary"]
     assert set(results) == {"multi/crop"}
     assert set(results["multi/crop"]) == {"ordinary", "interpretable", "masked_no_loss", "references"}
@@ -70,6 +77,54 @@ def test_synthparts_comparison_over_seeds(tmp_path):
     assert measured(experiment.main(["--workdir", str(tmp_path)] + SYNTH)["results"]) == measured(results)
     with pytest.raises(common.ConfigMismatchError, match="epochs"):
         experiment.main(["--workdir", str(tmp_path)] + SYNTH + ["--set", "epochs=3"])
+
+
+# The decision trees read the comparison's networks: the same settings, through --icnn.
+TREES = ["--no-progress", "--set", "images=96", "--set", "dissect_images=64", "--set", "depths=3",
+         "--set", "batch_size=8", "--set", "icnn_seeds=0,1", "--set", "icnn_pretrain_steps=8",
+         "--set", "icnn_train_images=24", "--set", "icnn_epochs=2", "--set", "icnn_batch_size=8",
+         "--set", "icnn_fc_width=16", "--set", "icnn_eval_images=48"]
+TRAIN = ["--train-set", "steps=10", "--train-set", "eval_batches=1", "--train-set", "log_every=10",
+         "--train-set", "checkpoint_every=10", "--train-set", "eval_every=1000"]
+
+
+def test_decision_trees_of_the_demo_and_the_interpretable_networks(synthparts_run, tmp_path):
+    from experiments import decision_tree
+
+    icnn_dir = synthparts_run[0]
+    args = ["--run", str(tmp_path / "run"), "--workdir", str(tmp_path / "trees"), "--icnn", str(icnn_dir)]
+    found = decision_tree.main(args + TRAIN + TREES)
+    results, summary = found["results"], found["summary"]
+    assert set(results) == {"demo", "icnn_seed0/interpretable", "icnn_seed0/ordinary", "icnn_seed1/interpretable",
+                            "icnn_seed1/ordinary"}
+    grown = 0
+    for name, network in results.items():
+        classes = list(network["classes"])
+        assert len(classes) == 6 and all(p.split("/")[0] in ("part", "color", "texture", "object", "scene")
+                                         for p in network["parts"])
+        for cls, r in network["classes"].items():
+            if "skipped" in r:
+                assert 0 in r["images"].values()
+                continue
+            grown += 1
+            # A training image's own leaf gives its margin exactly, and the network's sign.
+            assert r["train"]["agreement"][-1] == 1.0 and r["train"]["rationale_error"][-1] < 1e-3
+            assert len(r["train"]["agreement"]) == len(r["test"]["rationale_error"]) == 4
+            assert sum(r["shares"].values()) == pytest.approx(1.0, abs=1e-4)
+            tree = explain.DecisionTree.load(tmp_path / "trees" / "trees" / name / f"class{classes.index(cls)}.npz")
+            assert (np.asarray(tree.leaf_image) >= 0).sum() == r["images"]["train"] and tree.num_nodes == r["nodes"]
+    assert grown >= 10
+    assert {k: v["networks"] for k, v in summary.items()} == {"demo": 1, "interpretable": 2, "ordinary": 2}
+    table = (tmp_path / "trees" / "table.md").read_text()
+    leaves = summary["interpretable"]["train_agreement"]
+    assert f"| interpretable (2): train agreement | {decision_tree._pm(leaves, 0)} |" in table
+    for figure in ("depth", "shares", "tree", "rationale"):
+        assert (tmp_path / "trees" / f"{figure}.png").stat().st_size > 10_000
+    # A rerun reads every tree and result back.
+    assert decision_tree.main(args + TRAIN + TREES)["results"] == results
+    other = ["--run", str(tmp_path / "run"), "--workdir", str(tmp_path / "other"), "--icnn", str(icnn_dir)]
+    with pytest.raises(ValueError, match="--icnn: .* holds networks trained with other settings .*epochs"):
+        decision_tree.main(other + TRAIN + TREES + ["--set", "icnn_epochs=3"])
 
 
 def test_cub_folder_runs_cropped_and_whole(tmp_path):
