@@ -44,6 +44,12 @@ def test_planted_clusters_are_recovered_before_they_merge(seed):
     # No merge mixes clusters: the root's children are the clusters.
     assert sorted(sets[c] == set(np.flatnonzero(cluster == cluster[min(sets[c])]).tolist())
                   for c in tree.children(0)) == [True] * 3
+    # Coarser modes explain less: the rationale error falls with depth to 0 at the leaves, where the
+    # predicted margins all have the network's sign; the root's mode gets some signs wrong.
+    found = explain.explanation_along(tree, split, tree.training_paths())
+    error, agreement = np.asarray(found.rationale_error()), np.asarray(found.agreement())
+    assert (np.diff(error) <= 1e-6).all() and error[-1] < 1e-5
+    assert agreement[-1] == 1.0 and agreement[0] < 0.95
     # With every merge rewarded more than any cluster's cost, the clusters merge last.
     full = explain.grow_tree(split, complexity=1e6)
     full_sets = _leaf_sets(full)
