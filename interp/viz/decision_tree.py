@@ -91,8 +91,11 @@ def rationale(image: np.ndarray, names: Sequence[str], values: np.ndarray, maps:
     for k, p in enumerate(overlaid):
         heat = np.asarray(maps[p], np.float64)
         if heat.max() > 0:
+            # The map's cell centres over the image's pixels: cell (0, 0) at the top left.
+            step_y, step_x = height / heat.shape[0], width / heat.shape[1]
             left.contour(heat / heat.max(), levels=[0.5], colors=[colors(k)], linewidths=1.5,
-                         extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+                         extent=(step_x / 2 - 0.5, width - step_x / 2 - 0.5, step_y / 2 - 0.5,
+                                 height - step_y / 2 - 0.5))
     left.set_xticks([])
     left.set_yticks([])
     left.set_xlabel(path, fontsize=7)

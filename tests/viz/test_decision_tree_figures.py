@@ -54,3 +54,11 @@ def test_rationale_bars_the_strongest_parts_and_outlines_the_positive_ones():
     assert image_ax.get_xlabel() == "root > 3"
     with pytest.raises(ValueError, match="names, maps: expected one per value"):
         viz.rationale(np.zeros((16, 16, 3)), list("ab"), values, maps)
+
+
+def test_rationale_outlines_a_map_where_it_fires_on_the_image():
+    heat = np.zeros((4, 4))
+    heat[0, 3] = 1.0  # the top right cell: pixels 0-3 down, 12-15 across
+    fig = viz.rationale(np.zeros((16, 16, 3)), ["a"], np.array([1.0]), [heat])
+    vertices = np.concatenate([p.vertices for p in fig.axes[0].collections[0].get_paths()])
+    assert vertices[:, 0].min() > 9 and vertices[:, 1].max() < 6
