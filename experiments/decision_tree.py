@@ -273,6 +273,25 @@ def table(summary: dict[str, Any], depths: int) -> str:
               "of the evidence on part filters, the share on the class's own parts.\n\n" + shares_table + "\n")
 
 
+def class_table(results: dict[str, Any]) -> str:
+    """Per class and kind of network: the evidence on parts, and of it the share on the class's own parts."""
+    rows = []
+    for kind in KINDS:
+        networks = [v for name, v in results.items() if name == kind or name.endswith("/" + kind)]
+        classes = list(dict.fromkeys(c for net in networks for c in net.get("classes", {})))
+        for cls in classes:
+            found = [net["classes"][cls] for net in networks
+                     if "skipped" not in net["classes"].get(cls, {"skipped": True})]
+            if not found:
+                continue
+            cells = [_nanmean(np.asarray([r[key] for r in found], np.float64))
+                     for key in ("own_part_share", "own_part_chance")]
+            part = np.mean([r["shares"].get("part", 0.0) for r in found])
+            rows.append([kind, cls, f"{part:.3f}", *[f"{float(c):.3f}" for c in cells]])
+    return common.markdown_table(["network", "class", "evidence on part filters", "of it on the class's own parts",
+                                  "blind credit"], rows, text_columns=2)
+
+
 def depth_figure(summary: dict[str, Any], depths: int):
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
     ticks = list(range(depths)) + [depths + 0.5]
@@ -355,7 +374,8 @@ def demo_figures(subject: Subject, config: DecisionTreeConfig, workdir: pathlib.
 def write_outputs(workdir: pathlib.Path, results: dict[str, Any], config: DecisionTreeConfig) -> dict[str, Any]:
     summary = summarize(results)
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (workdir / "table.md").write_text(table(summary, config.depths))
+    (workdir / "table.md").write_text(table(summary, config.depths) + "\nPer class (mean over networks):\n\n"
+                                      + class_table(results) + "\n")
     for name, fig in (("depth", depth_figure(summary, config.depths)), ("shares", shares_figure(summary))):
         fig.savefig(workdir / f"{name}.png", dpi=110)
         plt.close(fig)
