@@ -69,7 +69,8 @@ def run_two_processes(calls: list[list[str]], timeout: float) -> list[list[Outpu
       AssertionError: a process failed or the time ran out; the message holds both processes' stderr.
     """
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}")
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS} "
+                         "--xla_backend_optimization_level=0")  # as tests/conftest.py compiles
     command = [sys.executable, "-m", "tests.multihost"]
     port = str(free_port())
     with tempfile.TemporaryDirectory() as out:
