@@ -28,6 +28,7 @@ is the same on every cell (a global-average-pooling head) it is the paper's
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -276,6 +277,7 @@ def tangent_error(model: Any, layer: str, x: Any, target: Any, *, step: float = 
     return jnp.abs(moved - (1.0 - step) * linear - split.bias) / jnp.maximum(jnp.abs(linear), 1e-12)
 
 
+@functools.partial(jax.jit, static_argnames=("layer", "score"))
 def _contributions(model: nets.Model, layer: str, x, target, scale, score: str) -> Contributions:
     def one(t):
         scores, acts, grads = model.activations_and_grads(x, layer, lambda out: _score(out, t, score))

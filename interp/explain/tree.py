@@ -45,7 +45,14 @@ import numpy as np
 from interp import files, nets
 from interp._checks import check_choice
 from interp._progress import bar
-from interp.explain.contributions import SCORES, Contributions, contributions, filter_scale
+from interp.explain.contributions import (
+    SCORES,
+    Contributions,
+    PartMatrix,
+    check_part_matrix,
+    contributions,
+    filter_scale,
+)
 from interp.explain.graph import fingerprint
 from interp.nets.adapter import check_input
 
@@ -180,6 +187,11 @@ class TreeExplanation:
     def rationale(self, depth: int = -1) -> jax.Array:
         """[b, D] filter contributions `|g| w_v * x` by the mode of the node at `depth` (default the leaf)."""
         return self.weights[:, depth] * self.exact.features * self.norm[:, None]
+
+    def parts(self, parts: PartMatrix, depth: int = -1) -> jax.Array:
+        """[b, P] part contributions `A (|g| w_v * x)` by the mode of the node at `depth`."""
+        check_part_matrix(parts, self.exact.num_filters)
+        return self.rationale(depth) @ jnp.asarray(parts.matrix, jnp.float32).T
 
     def agreement(self) -> jax.Array:
         """[L] per depth, the share of images whose predicted score has the network's sign.

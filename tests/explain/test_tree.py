@@ -66,6 +66,9 @@ def test_leaves_reproduce_the_scores_and_the_root_errs():
     error = np.asarray(found.rationale_error())
     assert error[-1] < 1e-5 and error[0] > 0.3
     np.testing.assert_allclose(found.rationale(-1), split.filters, rtol=1e-4, atol=1e-4)
+    halves = explain.PartMatrix.from_labels(np.arange(12) // 6, ["part/left", "part/right"], "part")
+    np.testing.assert_allclose(found.parts(halves, 0), np.stack([found.rationale(0)[:, :6].sum(1),
+                                                                 found.rationale(0)[:, 6:].sum(1)], 1), rtol=1e-5)
     # A new image of a cluster follows a path to a leaf of its own cluster.
     fresh, cluster = _clustered_modes(3)
     fresh_mode = np.asarray(fresh.mode) + 0.01
