@@ -31,8 +31,9 @@ built from) beside the share of part filters that stand for them (what a
 credit blind to the class would give).
 
 Writes to the workdir: results.json (a rerun skips what it holds), trees/
-(every tree, `.npz`), summary.json, table.md, depth.png, shares.png, and from
-the demo's first class with a tree tree.png and rationale.png.
+(every tree, `.npz`), parts/ (each network's filter labels, which a rerun
+reads), summary.json, table.md, depth.png, shares.png, and from the demo's
+first class with a tree, tree.png and rationale.png.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import numpy as np
 from experiments import common, icnn_tasks
 from experiments import icnn as icnn_experiment
 from experiments.configs import DecisionTreeConfig, IcnnConfig
-from interp import dissect, explain, nets, viz
+from interp import dissect, explain, files, nets, viz
 from interp import train as trainlib
 from interp._progress import bar
 from interp.explain.graph import fingerprint
@@ -106,16 +107,36 @@ def batch_of(source: Any, count: int) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in source.batch(jnp.arange(count)).items()}
 
 
-def demo_subject(trained: common.Run, config: DecisionTreeConfig, progress: bool | None) -> Subject:
+def labelled_filters(path: pathlib.Path, model: nets.Model, layer: str, concepts: Any, batch_size: int,
+                     progress: bool | None) -> explain.PartMatrix:
+    """The layer's filter->concept matrix from a dissection, read from `path` when it was made there for this model."""
+    identity = {"fingerprint": fingerprint(model.params), "layer": layer, "images": len(concepts)}
+    if path.exists():
+        stored = files.load_arrays(path)
+        if json.loads(str(stored["identity"])) == identity:
+            meta = json.loads(str(stored["meta"]))
+            return explain.PartMatrix(stored["matrix"], tuple(meta["names"]), tuple(meta["categories"]))
+    found = dissect.dissect(model, concepts, [layer], batch_size=batch_size, progress=progress)
+    parts = explain.part_matrix(found[layer])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files.save_arrays(path, {"identity": np.array(json.dumps(identity)), "matrix": np.asarray(parts.matrix),
+                             "meta": np.array(json.dumps({"names": parts.names, "categories": parts.categories}))})
+    return parts
+
+
+def demo_subject(trained: common.Run, config: DecisionTreeConfig, workdir: pathlib.Path,
+                 progress: bool | None) -> Subject:
     held = common.held_out(trained.config)
     batch = batch_of(held, config.images)
     concepts = dissect.SynthPartsConcepts(held, num_examples=config.dissect_images)
-    found = dissect.dissect(trained.model, concepts, [config.layer], batch_size=config.batch_size, progress=progress)
-    return Subject("demo", "demo", trained.model, config.layer, batch["image"], batch["label"],
-                   explain.part_matrix(found[config.layer]), held.class_names, held.class_parts())
+    parts = labelled_filters(workdir / "parts" / "demo.npz", trained.model, config.layer, concepts,
+                             config.batch_size, progress)
+    return Subject("demo", "demo", trained.model, config.layer, batch["image"], batch["label"], parts,
+                   held.class_names, held.class_parts())
 
 
-def icnn_subjects(config: DecisionTreeConfig, icnn_dir: pathlib.Path, progress: bool | None) -> list[Subject]:
+def icnn_subjects(config: DecisionTreeConfig, icnn_dir: pathlib.Path, workdir: pathlib.Path,
+                  progress: bool | None) -> list[Subject]:
     settings = icnn_config(config)
     check_icnn_dir(icnn_dir, settings)
     subjects = []
@@ -130,11 +151,10 @@ def icnn_subjects(config: DecisionTreeConfig, icnn_dir: pathlib.Path, progress: 
             model = icnn_experiment.finetune(task, icnn_experiment.Net(name, masked), pretrained, seed, run, settings,
                                              progress)
             concepts = dissect.PartMaskConcepts(task.eval, task.part_names)
-            found = dissect.dissect(model, concepts, [config.icnn_layer], batch_size=config.batch_size,
-                                    progress=progress)
+            parts = labelled_filters(workdir / "parts" / f"icnn_seed{seed}_{name}.npz", model, config.icnn_layer,
+                                     concepts, config.batch_size, progress)
             subjects.append(Subject(f"icnn_seed{seed}/{name}", name, model, config.icnn_layer, batch["image"],
-                                    batch["label"], explain.part_matrix(found[config.icnn_layer]),
-                                    stream.class_names, stream.class_parts()))
+                                    batch["label"], parts, stream.class_names, stream.class_parts()))
     return subjects
 
 
@@ -396,7 +416,8 @@ def main(argv: list[str] | None = None) -> dict:
         store = common.Results(workdir, {**common.run_identity(pathlib.Path(args.run)), **dataclasses.asdict(config)},
                                force_new_config=args.force_new_config)
         icnn_dir = pathlib.Path(args.icnn) if args.icnn else workdir / "icnn"
-        subjects = [demo_subject(trained, config, args.progress)] + icnn_subjects(config, icnn_dir, args.progress)
+        subjects = [demo_subject(trained, config, workdir, args.progress)] + icnn_subjects(config, icnn_dir, workdir,
+                                                                                          args.progress)
         classes = len(subjects[0].class_names)
         with bar(len(subjects) * classes, desc="decision trees", unit="tree", progress=args.progress) as shown:
             for subject in subjects:
