@@ -71,7 +71,8 @@ class DecisionTree:
       parent: int32 [N] the parent of each node, -1 for the root.
       leaf_image: int32 [N] the training image a leaf stands for, -1 for the other nodes.
       size: int32 [N] how many training images a node explains.
-      gain: float32 [N] how much the node's merge raised the objective (NaN for leaves and the root).
+      gain: float32 [N] how much the node's merge raised the objective (NaN for leaves, and for a root fitted over
+        the children no merge joined).
       scale: float32 [D] the filters' scales `s_d`, part of the modes' definition.
       gamma: float32 [] `1 / mean |y / |g||` over the training images.
       layer, target, score: what the modes explain: the target's "logit" or "margin" at `layer`.
