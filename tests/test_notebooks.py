@@ -1,21 +1,11 @@
-"""The notebooks run top to bottom, and the checks written in their cells hold."""
+"""Every notebook is run by a test of its own in tests/notebooks/ (a file each, spread over the workers)."""
 
-import json
 import pathlib
 
-import matplotlib
-import pytest
-
-NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+from tests.notebooks import NOTEBOOKS
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
-    matplotlib.use("Agg")
-    monkeypatch.chdir(tmp_path)
-    cells = json.loads(path.read_text())["cells"]
-    namespace: dict = {}
-    for number, cell in enumerate(cells):
-        if cell["cell_type"] == "code":
-            source = "".join(cell["source"])
-            exec(compile(source, f"{path.name}[cell {number}]", "exec"), namespace)
+def test_every_notebook_has_its_own_test_file():
+    tests = pathlib.Path(__file__).parent / "notebooks"
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(
+        p.stem.removeprefix("test_") for p in tests.glob("test_*.py"))

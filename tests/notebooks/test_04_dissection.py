@@ -1,0 +1,7 @@
+"""notebooks/04_dissection.ipynb runs top to bottom, and the checks in its cells hold."""
+
+from tests.notebooks import run_notebook
+
+
+def test_runs_top_to_bottom(monkeypatch, tmp_path):
+    run_notebook("04_dissection.ipynb", monkeypatch, tmp_path)
