@@ -81,7 +81,7 @@ def test_synthparts_comparison_over_seeds(synthparts_run):
 
 # The decision trees read the comparison's networks: the same settings, through --icnn.
 TREES = ["--no-progress", "--set", "images=96", "--set", "dissect_images=64", "--set", "depths=3",
-         "--set", "batch_size=8", "--set", "icnn_seeds=0,1", "--set", "icnn_pretrain_steps=8",
+         "--set", "batch_size=8", "--set", "icnn_seeds=0", "--set", "icnn_pretrain_steps=8",
          "--set", "icnn_train_images=24", "--set", "icnn_epochs=2", "--set", "icnn_batch_size=8",
          "--set", "icnn_fc_width=16", "--set", "icnn_eval_images=48"]
 TRAIN = ["--train-set", "steps=10", "--train-set", "eval_batches=1", "--train-set", "log_every=10",
@@ -95,8 +95,7 @@ def test_decision_trees_of_the_demo_and_the_interpretable_networks(synthparts_ru
     args = ["--run", str(tmp_path / "run"), "--workdir", str(tmp_path / "trees"), "--icnn", str(icnn_dir)]
     found = decision_tree.main(args + TRAIN + TREES)
     results, summary = found["results"], found["summary"]
-    assert set(results) == {"demo", "icnn_seed0/interpretable", "icnn_seed0/ordinary", "icnn_seed1/interpretable",
-                            "icnn_seed1/ordinary"}
+    assert set(results) == {"demo", "icnn_seed0/interpretable", "icnn_seed0/ordinary"}
     grown = 0
     for name, network in results.items():
         classes = list(network["classes"])
@@ -113,11 +112,11 @@ def test_decision_trees_of_the_demo_and_the_interpretable_networks(synthparts_ru
             assert sum(r["shares"].values()) == pytest.approx(1.0, abs=1e-4)
             tree = explain.DecisionTree.load(tmp_path / "trees" / "trees" / name / f"class{classes.index(cls)}.npz")
             assert (np.asarray(tree.leaf_image) >= 0).sum() == r["images"]["train"] and tree.num_nodes == r["nodes"]
-    assert grown >= 10
-    assert {k: v["networks"] for k, v in summary.items()} == {"demo": 1, "interpretable": 2, "ordinary": 2}
+    assert grown >= 8
+    assert {k: v["networks"] for k, v in summary.items()} == {"demo": 1, "interpretable": 1, "ordinary": 1}
     table = (tmp_path / "trees" / "table.md").read_text()
     leaves = summary["interpretable"]["train_agreement"]
-    assert f"| interpretable (2): train agreement | {decision_tree._pm(leaves, 0)} |" in table
+    assert f"| interpretable (1): train agreement | {decision_tree._pm(leaves, 0)} |" in table
     for figure in ("depth", "shares", "tree", "rationale"):
         assert (tmp_path / "trees" / f"{figure}.png").stat().st_size > 10_000
     # A rerun reads every tree and result back.
