@@ -347,6 +347,18 @@ def run_identity(workdir: str | pathlib.Path) -> dict[str, Any]:
 # --- output ----------------------------------------------------------------------------------------------------
 
 
+def spread(values: Sequence[Any]) -> dict[str, Any]:
+    """Over the first axis (seeds, networks): the mean and sample std (ddof=1; 0 for a single value) of what is
+    finite, and how many values were (`n`). Array-valued entries give lists; NaN where no value is finite."""
+    values = np.asarray(values, np.float64)
+    finite = np.isfinite(values)
+    count = finite.sum(0)
+    mean = np.where(count > 0, np.where(finite, values, 0.0).sum(0) / np.maximum(count, 1), np.nan)
+    squares = np.where(finite, (values - mean) ** 2, 0.0).sum(0)
+    std = np.where(count > 1, np.sqrt(squares / np.maximum(count - 1, 1)), 0.0)
+    return {"mean": mean.tolist(), "std": std.tolist(), "n": count.tolist()}
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int = 1) -> str:
     """A markdown table of formatted cells: the first `text_columns` columns left-aligned, the rest right.
 

@@ -240,9 +240,9 @@ def _class_mean(classes: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for split in ("train", "test"):
         for metric in ("agreement", "rationale_error"):
-            out[f"{split}_{metric}"] = np.nanmean([r[split][metric] for r in rows], axis=0).tolist()
+            out[f"{split}_{metric}"] = common.spread([r[split][metric] for r in rows])["mean"]
     for key in ("own_part_share", "own_part_chance"):
-        out[key] = float(_nanmean(np.asarray([r[key] for r in rows], np.float64)))
+        out[key] = common.spread([r[key] for r in rows])["mean"]
     categories = sorted({c for r in rows for c in r["shares"]})
     out["shares"] = {c: float(np.mean([r["shares"].get(c, 0.0) for r in rows])) for c in categories}
     out["nodes"] = float(np.mean([r["nodes"] for r in rows]))
@@ -251,17 +251,10 @@ def _class_mean(classes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spread(values: list[Any]) -> dict[str, Any]:
+    """`common.spread` over networks, entry by entry for dicts of values."""
     if isinstance(values[0], dict):
         return {k: _spread([v[k] for v in values]) for k in values[0]}
-    stacked = np.asarray(values, np.float64)
-    return {"mean": _nanmean(stacked).tolist(), "std": (_nanmean((stacked - _nanmean(stacked)) ** 2) ** 0.5).tolist()}
-
-
-def _nanmean(values: np.ndarray) -> np.ndarray:
-    """The mean over axis 0 of what is not NaN; NaN where nothing is (no part filter, say), without a warning."""
-    counted = np.isfinite(values)
-    total = np.where(counted, values, 0.0).sum(0)
-    return np.where(counted.any(0), total / np.maximum(counted.sum(0), 1), np.nan)
+    return common.spread(values)
 
 
 def _pm(stat: dict[str, Any], index: int | None = None, digits: int = 3) -> str:
@@ -304,8 +297,7 @@ def class_table(results: dict[str, Any]) -> str:
                      if "skipped" not in net["classes"].get(cls, {"skipped": True})]
             if not found:
                 continue
-            cells = [_nanmean(np.asarray([r[key] for r in found], np.float64))
-                     for key in ("own_part_share", "own_part_chance")]
+            cells = [common.spread([r[key] for r in found])["mean"] for key in ("own_part_share", "own_part_chance")]
             part = np.mean([r["shares"].get("part", 0.0) for r in found])
             rows.append([kind, cls, f"{part:.3f}", *[f"{float(c):.3f}" for c in cells]])
     return common.markdown_table(["network", "class", "evidence on part filters", "of it on the class's own parts",

@@ -222,7 +222,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         rows = {}
         for name, seeds in networks.items():
             values = {key: [seed[key] for seed in seeds.values() if key in seed] for key in NUMBERS}
-            rows[name] = {key: _spread(v) for key, v in values.items() if v}
+            rows[name] = {key: common.spread(v) for key, v in values.items() if v}
             rows[name]["seeds"] = len(seeds)
             rows[name]["diverged"] = sum("diverged" in seed for seed in seeds.values())
         paired = {}
@@ -233,16 +233,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                     networks[name][s]]
             for key in ("instability_official", "instability_firing", "accuracy"):
                 diffs = [networks[name][s][key] - networks["ordinary"][s][key] for s in both]
-                paired.setdefault(name, {})[key] = _spread(diffs) | {"lower": int(sum(d < 0 for d in diffs))}
+                paired.setdefault(name, {})[key] = common.spread(diffs) | {"lower": int(sum(d < 0 for d in diffs))}
         summary[task] = {"networks": rows, "paired": paired}
     return summary
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    values = np.asarray(values, np.float64)
-    finite = values[np.isfinite(values)]
-    std = float(finite.std(ddof=1)) if len(finite) > 1 else 0.0
-    return {"mean": float(finite.mean()) if len(finite) else float("nan"), "std": std, "n": int(len(finite))}
 
 
 def _pm(stat: dict[str, float] | None, digits: int) -> str:
@@ -283,7 +276,7 @@ def table(summary: dict[str, Any]) -> str:
 
 def summarize_references(references: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     names = ("part_tracker", "image_centre", "random_cell")
-    return {name: _spread([seed[name] for seed in references.values()]) for name in names}
+    return {name: common.spread([seed[name] for seed in references.values()]) for name in names}
 
 
 # --- figures -----------------------------------------------------------------------------------------------------
